@@ -1,0 +1,64 @@
+"""Configuration: every knob of Yekuo, read from the environment (prefix-free names for the two
+servers, ``YEKUO_`` for the rest) or a ``.env`` file. Built once by the composition root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CASE_EVENTS_TOPIC = "yekuo.case-events.v1"
+INTAKE_TOPIC = "yekuo.intake.v1"
+INTAKE_RESULTS_TOPIC = "yekuo.intake-results.v1"
+INTAKE_DLQ_TOPIC = "yekuo.intake.dlq.v1"
+NOTIFICATIONS_TOPIC = "yekuo.notifications.v1"
+CASE_EVENTS_DLQ_TOPIC = "yekuo.case-events.dlq.v1"
+
+ALL_TOPICS = (
+    INTAKE_TOPIC,
+    INTAKE_RESULTS_TOPIC,
+    INTAKE_DLQ_TOPIC,
+    CASE_EVENTS_TOPIC,
+    CASE_EVENTS_DLQ_TOPIC,
+    NOTIFICATIONS_TOPIC,
+)
+
+
+class Settings(BaseSettings):
+    """All configuration. Unset server addresses mean "start our own" (the embedded default)."""
+
+    model_config = SettingsConfigDict(env_prefix="YEKUO_", env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias="DATABASE_URL",
+        description="PostgreSQL URL; unset: the local stack starts an embedded PostgreSQL.",
+    )
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias="KAFKA_BOOTSTRAP_SERVERS",
+        description="Kafka bootstrap servers; unset: the local stack starts the Tansu broker.",
+    )
+    state_dir: Path = Field(
+        default=Path(".yekuo"),
+        description="Where the local stack keeps data directories, logs and pid files.",
+    )
+    topic_partitions: int = Field(default=8, ge=1, description="Partitions of every topic we create.")
+    topic_replication_factor: int = Field(default=1, ge=1)
+    kafka_session_timeout_ms: int = Field(
+        default=6000,
+        ge=1000,
+        description="Consumer group session timeout; Tansu joins take half of it (../shared/STACK.md).",
+    )
+    kafka_heartbeat_interval_ms: int = Field(default=1500, ge=100)
+
+    # event store
+    snapshot_interval: int = Field(default=50, ge=1, description="Take a case snapshot every N events.")
+    aggregate_cache_size: int = Field(default=10_000, ge=0, description="Cases kept in memory; 0: none.")
+    command_retries: int = Field(
+        default=5, ge=0, description="Times a command is retried after a concurrent write to its case."
+    )
+
+    log_level: str = Field(default="INFO")
+    log_json: bool | None = Field(default=None, description="JSON logs; unset: JSON unless on a TTY.")
