@@ -1,0 +1,278 @@
+"""The case application service: load, act, save — atomically, idempotently, retrying concurrent writes.
+
+``CaseApplication`` is an eventsourcing ``Application`` on PostgreSQL. Each command is saved together
+with its ``CommandReceipt`` in one transaction, so a command id has exactly one outcome, repeats return
+it, and nothing is appended twice. A concurrent write to the same case surfaces as a version conflict;
+the command is then re-decided on the fresh state, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+from uuid import UUID
+
+import structlog
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+from psycopg.conninfo import conninfo_to_dict
+
+from domain.case import Case, OpenStage, Pause
+from domain.commands import Command, SubmitApplication, case_id_for, receipt_id_for
+from domain.errors import RuleViolationError
+from domain.hashchain import ChainLink, ChainVerdict, verify_chain
+from domain.receipts import CommandReceipt
+from domain.vocabulary import Actor
+
+log = structlog.get_logger(__name__)
+
+
+class ApplicationError(Exception):
+    """Raised when the application service cannot do what was asked; base of its errors."""
+
+
+class CaseNotFoundError(ApplicationError):
+    """Raised when no case has the given case number."""
+
+
+class ConcurrentUpdateError(ApplicationError):
+    """Raised when a case kept changing under a command after every allowed retry; retrying later resolves it."""
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    """What happened to a command: accepted with the case version it produced, or rejected with the rule."""
+
+    command_id: str
+    command_type: str
+    case_number: str
+    accepted: bool
+    rule: str | None
+    message: str
+    case_version: int | None
+    event_types: tuple[str, ...]
+    repeated: bool = False
+
+    @classmethod
+    def from_receipt(cls, receipt: CommandReceipt, *, repeated: bool) -> CommandOutcome:
+        return cls(
+            command_id=receipt.command_id,
+            command_type=receipt.command_type,
+            case_number=receipt.case_number,
+            accepted=receipt.accepted,
+            rule=receipt.rule,
+            message=receipt.message,
+            case_version=receipt.case_version,
+            event_types=tuple(receipt.event_types),
+            repeated=repeated,
+        )
+
+
+class FrozenDataclassAsDict(Transcoding):
+    """Stores a frozen value object as a dict of its fields (used for events and snapshots)."""
+
+    def __init__(self, cls: type[Any]) -> None:
+        self.type = cls
+        self.name = cls.__name__
+
+    def encode(self, obj: Any) -> dict[str, Any]:
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+
+    def decode(self, data: dict[str, Any]) -> Any:
+        return self.type(**data)
+
+
+VALUE_TYPES: tuple[type[Any], ...] = (Actor, OpenStage, Pause)
+"""Domain value objects that appear in events or case snapshots."""
+
+
+def postgres_env(database_url: str) -> dict[str, str]:
+    """eventsourcing's PostgreSQL settings from a libpq URL (a unix-socket directory works as host)."""
+    params = conninfo_to_dict(database_url)
+    missing = [key for key in ("host", "dbname") if not params.get(key)]
+    if missing:
+        raise ApplicationError(f"DATABASE_URL lacks {', '.join(missing)}: {database_url!r}")
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": str(params["dbname"]),
+        "POSTGRES_HOST": str(params["host"]),
+        "POSTGRES_PORT": str(params.get("port") or 5432),
+        "POSTGRES_USER": str(params.get("user") or "postgres"),
+        "POSTGRES_PASSWORD": str(params.get("password") or ""),
+    }
+
+
+class CaseApplication(Application):
+    """Use cases on 业扩 cases: execute commands, read a case, its history, and verify its hash chain."""
+
+    name = "cases"
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Case: 50}
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        command_retries: int = 5,
+    ) -> None:
+        super().__init__(env)
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._command_retries = command_retries
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        for value_type in VALUE_TYPES:
+            transcoder.register(FrozenDataclassAsDict(value_type))
+
+    # ---- commands ----------------------------------------------------------------------------------
+
+    def execute(self, command: Command) -> CommandOutcome:
+        """Run one command; a repeated command id returns its original outcome and appends nothing.
+
+        The fast path is one transaction: the receipt's deterministic id makes a repeat fail to insert,
+        and only then is the earlier receipt read back.
+        """
+        receipt_id = receipt_id_for(command.command_id)
+        for attempt in range(self._command_retries + 1):
+            case, receipt = self._decide(command, receipt_id, after_conflict=attempt > 0)
+            try:
+                self.save(*(obj for obj in (case, receipt) if obj is not None))
+            except IntegrityError:
+                earlier = self._find_receipt(receipt_id)
+                if earlier is not None:
+                    return self._repeat(earlier, command)
+                log.info("command.conflict", command_id=command.command_id, case_number=command.case_number)
+                continue
+            return CommandOutcome.from_receipt(receipt, repeated=False)
+        raise ConcurrentUpdateError(
+            f"case {command.case_number} changed under command {command.command_id} "
+            f"{self._command_retries + 1} times; retry it"
+        )
+
+    def _decide(
+        self, command: Command, receipt_id: UUID, *, after_conflict: bool
+    ) -> tuple[Case | None, CommandReceipt]:
+        """Apply the command to the current case; a broken rule becomes a rejected receipt.
+
+        A new case number is only looked up after a conflict: the insert itself detects a taken number.
+        """
+        recorded_at = self._clock()
+        case: Case | None = None
+        try:
+            ctx = command.context(recorded_at)
+            if isinstance(command, SubmitApplication):
+                if after_conflict and self._case_exists(command.case_id):
+                    raise RuleViolationError("CASE_NUMBER_TAKEN", f"case {command.case_number} already exists")
+                case = command.create(ctx)
+            else:
+                case = self._load(command.case_id, command.case_number)
+                command.execute(case, ctx)
+        except (RuleViolationError, CaseNotFoundError) as error:
+            rule = error.rule if isinstance(error, RuleViolationError) else "CASE_NOT_FOUND"
+            message = error.message if isinstance(error, RuleViolationError) else str(error)
+            return None, self._receipt(command, receipt_id, recorded_at, accepted=False, rule=rule, message=message)
+        pending = case.pending_events
+        receipt = self._receipt(
+            command,
+            receipt_id,
+            recorded_at,
+            accepted=True,
+            rule=None,
+            message="",
+            case_version=case.version,
+            event_types=[type(event).__name__ for event in pending],
+        )
+        return case, receipt
+
+    @staticmethod
+    def _receipt(
+        command: Command,
+        receipt_id: UUID,
+        recorded_at: datetime,
+        *,
+        accepted: bool,
+        rule: str | None,
+        message: str,
+        case_version: int | None = None,
+        event_types: list[str] | None = None,
+    ) -> CommandReceipt:
+        return CommandReceipt.record(
+            receipt_id,
+            recorded_at,
+            command_id=command.command_id,
+            command_type=command.command_type,
+            case_number=command.case_number,
+            fingerprint=command.fingerprint(),
+            accepted=accepted,
+            rule=rule,
+            message=message,
+            case_version=case_version,
+            event_types=event_types or [],
+        )
+
+    def _repeat(self, receipt: CommandReceipt, command: Command) -> CommandOutcome:
+        if receipt.fingerprint != command.fingerprint():
+            return dataclasses.replace(
+                CommandOutcome.from_receipt(receipt, repeated=True),
+                accepted=False,
+                rule="COMMAND_ID_REUSED",
+                message=f"command id {command.command_id} was already used for a different command",
+                case_version=None,
+                event_types=(),
+            )
+        return CommandOutcome.from_receipt(receipt, repeated=True)
+
+    def _find_receipt(self, receipt_id: UUID) -> CommandReceipt | None:
+        """Read a receipt straight from the store (receipts are write-once; caching them wastes memory)."""
+        events = list(self.events.get(receipt_id))
+        if not events:
+            return None
+        receipt: CommandReceipt | None = events[0].mutate(None)
+        return receipt
+
+    def _case_exists(self, case_id: UUID) -> bool:
+        return bool(self.recorder.select_events(case_id, limit=1))
+
+    def _load(self, case_id: UUID, case_number: str) -> Case:
+        try:
+            case: Case = self.repository.get(case_id)
+        except AggregateNotFoundError:
+            raise CaseNotFoundError(f"no case {case_number}") from None
+        return case
+
+    # ---- queries -----------------------------------------------------------------------------------
+
+    def get_case(self, case_number: str) -> Case:
+        """The current state of a case."""
+        return self._load(case_id_for(case_number), case_number)
+
+    def history(self, case_number: str) -> list[Case.Event]:
+        """Every event of a case, oldest first (older event versions upcast)."""
+        events = list(self.events.get(case_id_for(case_number)))
+        if not events:
+            raise CaseNotFoundError(f"no case {case_number}")
+        return events
+
+    def receipt(self, command_id: str) -> CommandOutcome | None:
+        """The recorded outcome of a command id, if it was ever executed."""
+        found = self._find_receipt(receipt_id_for(command_id))
+        return CommandOutcome.from_receipt(found, repeated=True) if found else None
+
+    def verify(self, case_number: str) -> ChainVerdict:
+        """Recompute the case's hash chain from the stored records as they are in the database."""
+        case_id = case_id_for(case_number)
+        stored = self.recorder.select_events(case_id)
+        if not stored:
+            raise CaseNotFoundError(f"no case {case_number}")
+        links = [self._chain_link(record.topic, record.originator_version, record.state) for record in stored]
+        return verify_chain(case_id, links)
+
+    def _chain_link(self, topic: str, version: int, state: bytes) -> ChainLink:
+        fields: dict[str, Any] = self.mapper.transcoder.decode(state)
+        recorded_at = fields.get("timestamp")
+        if not isinstance(recorded_at, datetime):
+            recorded_at = datetime.min.replace(tzinfo=UTC)
+        return ChainLink(topic.rpartition(":")[2], version, recorded_at, fields)

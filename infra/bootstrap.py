@@ -1,0 +1,43 @@
+"""The composition root: builds Yekuo's parts from ``Settings`` (and the endpoints of the running stack)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from domain.case import Case
+from infra.application import CaseApplication, postgres_env
+from infra.settings import Settings
+
+
+def application_env(settings: Settings, database_url: str, *, create_tables: bool = True) -> dict[str, str]:
+    """eventsourcing's environment for the case application, from our settings."""
+    env = postgres_env(database_url)
+    env.update(
+        {
+            "IS_SNAPSHOTTING_ENABLED": "y",
+            "AGGREGATE_CACHE_MAXSIZE": str(settings.aggregate_cache_size) if settings.aggregate_cache_size else "",
+            "POSTGRES_ENABLE_DB_FUNCTIONS": "y",
+            "POSTGRES_POOL_SIZE": "5",
+            "POSTGRES_MAX_OVERFLOW": "10",
+            "CREATE_TABLE": "y" if create_tables else "n",
+        }
+    )
+    return env
+
+
+def build_case_application(
+    settings: Settings,
+    database_url: str,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    create_tables: bool = True,
+) -> CaseApplication:
+    """The case application on the given PostgreSQL, configured from ``settings``."""
+    app = CaseApplication(
+        application_env(settings, database_url, create_tables=create_tables),
+        clock=clock,
+        command_retries=settings.command_retries,
+    )
+    app.snapshotting_intervals = {Case: settings.snapshot_interval}
+    return app
