@@ -154,7 +154,13 @@ class Case(Aggregate):
             """Assign the state this event implies; subclasses override."""
 
     class ApplicationSubmitted(Event, Aggregate.Created):
-        """用电申请已提交."""
+        """用电申请已提交.
+
+        Version 2 replaced v1's ``vip`` flag by the graded ``priority_tier`` and added ``special_care``
+        (elderly or disabled customers); v1 histories load through ``upcast_v1_v2``.
+        """
+
+        class_version = 2
 
         case_number: str
         category: str
@@ -173,6 +179,11 @@ class Case(Aggregate):
         documents: list[str]
         route: list[str]
         optional_stages: list[str]
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["priority_tier"] = 1 if state.pop("vip", False) else 0
+            state["special_care"] = False
 
         def evolve(self, case: Case) -> None:
             case.case_number = self.case_number

@@ -8,7 +8,12 @@ the command is then re-decided on the fresh state, a bounded number of times.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
+import random
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -71,6 +76,10 @@ class CommandOutcome:
         )
 
 
+class _BatchAbandonedError(Exception):
+    """Raised inside a group commit to fall back to running its commands one by one."""
+
+
 class FrozenDataclassAsDict(Transcoding):
     """Stores a frozen value object as a dict of its fields (used for events and snapshots)."""
 
@@ -109,6 +118,12 @@ class CaseApplication(Application):
     """Use cases on 业扩 cases: execute commands, read a case, its history, and verify its hash chain."""
 
     name = "cases"
+    env: ClassVar[dict[str, str]] = {
+        # Commands mutate the cached case in place under a per-case lock and evict it on any failed save;
+        # writes by other processes are caught by the version conflict on save (see ``execute``).
+        "AGGREGATE_CACHE_FASTFORWARD": "n",
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
+    }
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Case: 50}
 
     def __init__(
@@ -121,6 +136,7 @@ class CaseApplication(Application):
         super().__init__(env)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._command_retries = command_retries
+        self._case_locks = [threading.Lock() for _ in range(256)]
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -132,49 +148,139 @@ class CaseApplication(Application):
     def execute(self, command: Command) -> CommandOutcome:
         """Run one command; a repeated command id returns its original outcome and appends nothing.
 
-        The fast path is one transaction: the receipt's deterministic id makes a repeat fail to insert,
-        and only then is the earlier receipt read back.
+        The fast path is one transaction on the cached case: the receipt's deterministic id makes a repeat
+        fail to insert (only then is the earlier receipt read back), and a write by another process makes
+        the case's next version conflict (then the case is reloaded and the command decided again).
         """
         receipt_id = receipt_id_for(command.command_id)
-        for attempt in range(self._command_retries + 1):
-            case, receipt = self._decide(command, receipt_id, after_conflict=attempt > 0)
-            try:
-                self.save(*(obj for obj in (case, receipt) if obj is not None))
-            except IntegrityError:
-                earlier = self._find_receipt(receipt_id)
-                if earlier is not None:
-                    return self._repeat(earlier, command)
-                log.info("command.conflict", command_id=command.command_id, case_number=command.case_number)
-                continue
-            return CommandOutcome.from_receipt(receipt, repeated=False)
+        with self._case_lock(command.case_id):
+            for attempt in range(self._command_retries + 1):
+                case, receipt = self._decide(command, receipt_id, fresh=attempt > 0)
+                try:
+                    self.save(case, *receipt.collect_events())
+                except IntegrityError:
+                    self._forget(command.case_id)
+                    earlier = self._find_receipt(receipt_id)
+                    if earlier is not None:
+                        return self._repeat(earlier, command)
+                    log.info("command.conflict", command_id=command.command_id, case_number=command.case_number)
+                    time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311 — jitter, not secrecy
+                    continue
+                except BaseException:
+                    self._forget(command.case_id)
+                    raise
+                return CommandOutcome.from_receipt(receipt, repeated=False)
         raise ConcurrentUpdateError(
             f"case {command.case_number} changed under command {command.command_id} "
             f"{self._command_retries + 1} times; retry it"
         )
 
-    def _decide(
-        self, command: Command, receipt_id: UUID, *, after_conflict: bool
-    ) -> tuple[Case | None, CommandReceipt]:
-        """Apply the command to the current case; a broken rule becomes a rejected receipt.
+    def execute_batch(self, commands: list[Command]) -> list[CommandOutcome | Exception]:
+        """Run several commands in one transaction (group commit); outcomes in the same order.
 
-        A new case number is only looked up after a conflict: the insert itself detects a taken number.
+        Commands are decided in order, so two commands on one case see each other. Anything unusual — a
+        repeated id, a conflict, a rejection on a case the batch already changed, a database error — makes
+        the batch fall back to running each command on its own, which is always correct.
+        """
+        ids = [command.command_id for command in commands]
+        if len(commands) > 1 and len(set(ids)) == len(ids):
+            stripes = sorted({self._stripe(command.case_id) for command in commands})
+            with contextlib.ExitStack() as held:
+                for stripe in stripes:
+                    held.enter_context(self._case_locks[stripe])
+                outcomes = self._try_batch(commands)
+            if outcomes is not None:
+                return list(outcomes)
+        return [self._execute_capturing(command) for command in commands]
+
+    def _try_batch(self, commands: list[Command]) -> list[CommandOutcome] | None:
+        working: dict[UUID, Case] = {}
+        receipts: list[CommandReceipt] = []
+        try:
+            for command in commands:
+                if command.case_id in working and not isinstance(command, SubmitApplication):
+                    case, receipt = self._decide(command, receipt_id_for(command.command_id), working=working)
+                    if not receipt.accepted:
+                        raise _BatchAbandonedError
+                else:
+                    case, receipt = self._decide(command, receipt_id_for(command.command_id), fresh=False)
+                if case is not None:
+                    working[case.id] = case
+                receipts.append(receipt)
+            events = [event for receipt in receipts for event in receipt.collect_events()]
+            self.save(*working.values(), *events)
+        except Exception:  # noqa: BLE001 — every failure means "run them one by one", which reports it
+            for case_id in {command.case_id for command in commands}:
+                self._forget(case_id)
+            return None
+        return [CommandOutcome.from_receipt(receipt, repeated=False) for receipt in receipts]
+
+    def _execute_capturing(self, command: Command) -> CommandOutcome | Exception:
+        try:
+            return self.execute(command)
+        except Exception as error:  # noqa: BLE001 — handed to the caller of this one command
+            return error
+
+    def _stripe(self, case_id: UUID) -> int:
+        return case_id.int % len(self._case_locks)
+
+    def _case_lock(self, case_id: UUID) -> threading.Lock:
+        """Commands on one case run one at a time in this process (cached cases are mutated in place)."""
+        return self._case_locks[self._stripe(case_id)]
+
+    def _forget(self, case_id: UUID) -> None:
+        """Drop a cached case whose in-memory state may be ahead of, or behind, the store."""
+        with contextlib.suppress(KeyError):
+            if self.repository.cache is not None:
+                self.repository.cache.get(case_id, evict=True)
+
+    def _decide(
+        self,
+        command: Command,
+        receipt_id: UUID,
+        *,
+        fresh: bool = False,
+        working: dict[UUID, Case] | None = None,
+    ) -> tuple[Case | None, CommandReceipt]:
+        """Apply the command to the case; a broken rule becomes a rejected receipt.
+
+        The cached case may be behind another process's writes; an acceptance would then conflict on save,
+        but a rejection would not, so a rejection is confirmed on the case freshly loaded from the store
+        (unless the case is a batch's ``working`` copy, whose caller handles rejections itself).
         """
         recorded_at = self._clock()
-        case: Case | None = None
         try:
-            ctx = command.context(recorded_at)
-            if isinstance(command, SubmitApplication):
-                if after_conflict and self._case_exists(command.case_id):
-                    raise RuleViolationError("CASE_NUMBER_TAKEN", f"case {command.case_number} already exists")
-                case = command.create(ctx)
-            else:
-                case = self._load(command.case_id, command.case_number)
-                command.execute(case, ctx)
-        except (RuleViolationError, CaseNotFoundError) as error:
-            rule = error.rule if isinstance(error, RuleViolationError) else "CASE_NOT_FOUND"
-            message = error.message if isinstance(error, RuleViolationError) else str(error)
-            return None, self._receipt(command, receipt_id, recorded_at, accepted=False, rule=rule, message=message)
-        pending = case.pending_events
+            return self._accepted(command, receipt_id, recorded_at, fresh=fresh, working=working)
+        except (RuleViolationError, CaseNotFoundError) as first_error:
+            error = first_error
+        if not fresh and working is None and self.repository.cache is not None:
+            self._forget(command.case_id)
+            try:
+                return self._accepted(command, receipt_id, recorded_at, fresh=True)
+            except (RuleViolationError, CaseNotFoundError) as confirmed:
+                error = confirmed
+        rule = error.rule if isinstance(error, RuleViolationError) else "CASE_NOT_FOUND"
+        message = error.message if isinstance(error, RuleViolationError) else str(error)
+        return None, self._receipt(command, receipt_id, recorded_at, accepted=False, rule=rule, message=message)
+
+    def _accepted(
+        self,
+        command: Command,
+        receipt_id: UUID,
+        recorded_at: datetime,
+        *,
+        fresh: bool,
+        working: dict[UUID, Case] | None = None,
+    ) -> tuple[Case, CommandReceipt]:
+        ctx = command.context(recorded_at)
+        if isinstance(command, SubmitApplication):
+            if fresh and self._case_exists(command.case_id):
+                raise RuleViolationError("CASE_NUMBER_TAKEN", f"case {command.case_number} already exists")
+            case, already_pending = command.create(ctx), 0
+        else:
+            case = (working or {}).get(command.case_id) or self._load(command.case_id, command.case_number)
+            already_pending = len(case.pending_events)
+            command.execute(case, ctx)
         receipt = self._receipt(
             command,
             receipt_id,
@@ -183,7 +289,7 @@ class CaseApplication(Application):
             rule=None,
             message="",
             case_version=case.version,
-            event_types=[type(event).__name__ for event in pending],
+            event_types=[type(event).__name__ for event in case.pending_events[already_pending:]],
         )
         return case, receipt
 
@@ -246,8 +352,13 @@ class CaseApplication(Application):
     # ---- queries -----------------------------------------------------------------------------------
 
     def get_case(self, case_number: str) -> Case:
-        """The current state of a case."""
-        return self._load(case_id_for(case_number), case_number)
+        """The current state of a case (a copy: the cached case belongs to the command path)."""
+        case_id = case_id_for(case_number)
+        with self._case_lock(case_id):
+            case = copy.deepcopy(self._load(case_id, case_number))
+        for newer in self.events.get(case_id, gt=case.version):  # written by other processes
+            case = newer.mutate(case)
+        return case
 
     def history(self, case_number: str) -> list[Case.Event]:
         """Every event of a case, oldest first (older event versions upcast)."""
