@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import typer
 
+from infra.logging import configure_logging
+from infra.settings import Settings
+from infra.stack_cli import stack_app
+
 app = typer.Typer(
     name="yekuo",
     help="Yekuo 业扩报装: event-sourced new-service-connection cases.",
@@ -12,6 +16,19 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _configure() -> None:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+
+
+app.add_typer(stack_app, name="stack")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()
