@@ -106,7 +106,7 @@ class ApplicationDetails:
 
 @dataclass(frozen=True)
 class OpenStage:
-    """A stage that is open now: the department accountable for it and, once assigned, its handler (责任人)."""
+    """An open stage: its accountable department and, once assigned, its handler (责任人)."""
 
     stage: Stage
     department: Department
@@ -308,7 +308,10 @@ class Case(Aggregate):
 
         def evolve(self, case: Case) -> None:
             current = case.open_stages[self.stage]
-            case.open_stages = {**case.open_stages, self.stage: dataclasses.replace(current, handler=self.handler)}
+            case.open_stages = {
+                **case.open_stages,
+                self.stage: dataclasses.replace(current, handler=self.handler),
+            }
 
     class HandlerReassigned(Event):
         """已改派: the stage moves to another handler, possibly of another department."""
@@ -624,7 +627,9 @@ class Case(Aggregate):
 
     @property
     def route(self) -> Route:
-        return Route(tuple(Stage(s) for s in self.route_stages), frozenset(Stage(s) for s in self.optional_stages))
+        return Route(
+            tuple(Stage(s) for s in self.route_stages), frozenset(Stage(s) for s in self.optional_stages)
+        )
 
     @property
     def is_closed(self) -> bool:
@@ -651,7 +656,9 @@ class Case(Aggregate):
 
     def _complete(self, ctx: CommandContext, stage: Stage, outcome: str = DONE) -> None:
         department = self.open_stages[stage].department
-        self._record(Case.StageCompleted, ctx, stage=stage.value, department=department.value, outcome=outcome)
+        self._record(
+            Case.StageCompleted, ctx, stage=stage.value, department=department.value, outcome=outcome
+        )
 
     def _await_customer(self, ctx: CommandContext, step: CustomerStep) -> None:
         self._record(Case.CustomerStepAwaited, ctx, step=step.value)
@@ -669,20 +676,25 @@ class Case(Aggregate):
     def _check_open_case(self, ctx: CommandContext) -> None:
         self._check_common(ctx)
         if self.is_closed:
-            raise _reject("CASE_CLOSED", f"case {self.case_number} is {self.status.value} and takes no more work")
+            raise _reject(
+                "CASE_CLOSED", f"case {self.case_number} is {self.status.value} and takes no more work"
+            )
 
     def _check_progressing(self, ctx: CommandContext) -> None:
         self._check_open_case(ctx)
         if self.pause is not None:
             raise _reject(
-                "CASE_PAUSED", f"the clock is paused ({self.pause.reason_code.value}); resume it before acting"
+                "CASE_PAUSED",
+                f"the clock is paused ({self.pause.reason_code.value}); resume it before acting",
             )
 
     def _check_stage_open(self, stage: Stage) -> OpenStage:
         if stage in self.open_stages:
             return self.open_stages[stage]
         if not self.route.includes(stage):
-            raise _reject("STAGE_NOT_IN_ROUTE", f"{stage.value} is not part of this {self.category.value} case")
+            raise _reject(
+                "STAGE_NOT_IN_ROUTE", f"{stage.value} is not part of this {self.category.value} case"
+            )
         for earlier in self.route.required_before(stage):
             if not self.has_passed(earlier):
                 raise _reject("STAGE_PREREQUISITE", f"{stage.value} requires {earlier.value} passed")
@@ -704,7 +716,10 @@ class Case(Aggregate):
         self._check_progressing(ctx)
         if self.awaiting_customer is not step:
             waiting = self.awaiting_customer.value if self.awaiting_customer else "nothing from the customer"
-            raise _reject("NOT_AWAITING_CUSTOMER", f"{command} needs the case to await {step.value}; it awaits {waiting}")
+            raise _reject(
+                "NOT_AWAITING_CUSTOMER",
+                f"{command} needs the case to await {step.value}; it awaits {waiting}",
+            )
 
     @staticmethod
     def _check_reason(ctx: CommandContext, command: str) -> None:
@@ -721,9 +736,11 @@ class Case(Aggregate):
         return cleaned
 
     def _check_customer_request(self, stage: Stage) -> None:
-        """The customer may request ``stage`` now: it is in the route, not yet passed, and earlier ones done."""
+        """The customer may request ``stage``: in the route, not yet passed, earlier ones done."""
         if not self.route.includes(stage):
-            raise _reject("STAGE_NOT_IN_ROUTE", f"{stage.value} is not part of this {self.category.value} case")
+            raise _reject(
+                "STAGE_NOT_IN_ROUTE", f"{stage.value} is not part of this {self.category.value} case"
+            )
         if self.has_passed(stage):
             raise _reject("STAGE_ALREADY_PASSED", f"{stage.value} has already passed")
         for earlier in (Stage.DESIGN_REVIEW, Stage.MID_INSPECTION):
@@ -760,7 +777,9 @@ class Case(Aggregate):
     @staticmethod
     def _check_application(application: ApplicationDetails) -> Category:
         if application.category not in Category.__members__:
-            raise _reject("UNKNOWN_CATEGORY", f"category {application.category!r} is not one of {', '.join(Category)}")
+            raise _reject(
+                "UNKNOWN_CATEGORY", f"category {application.category!r} is not one of {', '.join(Category)}"
+            )
         category = Category(application.category)
         for name in ("case_number", "customer_ref", "customer_name", "address", "supply_voltage"):
             if not str(getattr(application, name)).strip():
@@ -781,7 +800,8 @@ class Case(Aggregate):
         self._check_accountable(ctx, Stage.APPLICATION)
         if self.supplement_requested:
             raise _reject(
-                "ONE_TIME_NOTICE", "missing documents must be listed in a single request (一次性告知); one was sent"
+                "ONE_TIME_NOTICE",
+                "missing documents must be listed in a single request (一次性告知); one was sent",
             )
         missing = self._check_items(missing_documents, "MISSING_DOCUMENTS_REQUIRED", "a supplement request")
         self._record(Case.SupplementRequested, ctx, missing_documents=missing)
@@ -802,7 +822,8 @@ class Case(Aggregate):
         self._check_accountable(ctx, Stage.APPLICATION)
         if self.outstanding_documents:
             raise _reject(
-                "DOCUMENTS_OUTSTANDING", f"APPLICATION cannot be accepted while missing: {', '.join(self.outstanding_documents)}"
+                "DOCUMENTS_OUTSTANDING",
+                f"APPLICATION cannot be accepted while missing: {', '.join(self.outstanding_documents)}",
             )
         self._record(
             Case.ApplicationAccepted,
@@ -820,7 +841,8 @@ class Case(Aggregate):
         open_stage = self._check_stage_open(stage)
         if open_stage.handler is not None:
             raise _reject(
-                "HANDLER_ALREADY_ASSIGNED", f"{stage.value} is held by {open_stage.handler.name}; reassign with a reason"
+                "HANDLER_ALREADY_ASSIGNED",
+                f"{stage.value} is held by {open_stage.handler.name}; reassign with a reason",
             )
         if handler.department != open_stage.department or ctx.actor.department != open_stage.department:
             raise _reject(
@@ -861,7 +883,9 @@ class Case(Aggregate):
         """拟定供电方案 (again, after a rejection or objection)."""
         self._check_accountable(ctx, Stage.SUPPLY_PLAN)
         if self.plan_phase not in (PlanPhase.DRAFTING, PlanPhase.DRAFTED):
-            raise _reject("PLAN_NOT_IN_DRAFTING", f"the plan is {self.plan_phase.value}; it cannot be redrafted now")
+            raise _reject(
+                "PLAN_NOT_IN_DRAFTING", f"the plan is {self.plan_phase.value}; it cannot be redrafted now"
+            )
         if not summary.strip():
             raise _reject("PLAN_SUMMARY_REQUIRED", "a supply plan needs its content")
         self._record(Case.SupplyPlanDrafted, ctx, summary=summary.strip())
@@ -870,9 +894,13 @@ class Case(Aggregate):
         """发起会签: parallel reviews; high voltage needs planning, operations and dispatch."""
         self._check_accountable(ctx, Stage.SUPPLY_PLAN)
         if self.plan_phase is not PlanPhase.DRAFTED:
-            raise _reject("PLAN_NOT_DRAFTED", f"reviews need a drafted plan; the plan is {self.plan_phase.value}")
+            raise _reject(
+                "PLAN_NOT_DRAFTED", f"reviews need a drafted plan; the plan is {self.plan_phase.value}"
+            )
         if self.category is Category.RESIDENTIAL:
-            raise _reject("PLAN_REVIEW_NOT_APPLICABLE", "residential supply plans are simple and take no joint review")
+            raise _reject(
+                "PLAN_REVIEW_NOT_APPLICABLE", "residential supply plans are simple and take no joint review"
+            )
         reviewers = self._check_items(departments, "REVIEWERS_REQUIRED", "a review request")
         unknown = [d for d in reviewers if d not in Department.__members__]
         if unknown:
@@ -880,7 +908,8 @@ class Case(Aggregate):
         missing = HV_PLAN_REVIEWERS - set(reviewers) if self.category.is_high_voltage else set()
         if missing:
             raise _reject(
-                "HV_JOINT_REVIEW", f"high-voltage plans need the review of {', '.join(sorted(missing))} as well"
+                "HV_JOINT_REVIEW",
+                f"high-voltage plans need the review of {', '.join(sorted(missing))} as well",
             )
         self._record(Case.PlanReviewsRequested, ctx, departments=reviewers)
 
@@ -954,7 +983,9 @@ class Case(Aggregate):
 
     def record_mid_inspection(self, ctx: CommandContext, *, passed: bool, issues: list[str]) -> None:
         """中间检查结论."""
-        self._conclude_inspection(ctx, Stage.MID_INSPECTION, Case.MidInspectionRecorded, passed, issues, "issues")
+        self._conclude_inspection(
+            ctx, Stage.MID_INSPECTION, Case.MidInspectionRecorded, passed, issues, "issues"
+        )
 
     def report_completion(self, ctx: CommandContext) -> None:
         """竣工报验: needs every required (or started) design review and mid-inspection passed."""
@@ -966,7 +997,12 @@ class Case(Aggregate):
     def inspect_completion(self, ctx: CommandContext, *, passed: bool, rectifications: list[str]) -> None:
         """竣工检验: passing opens the contract; failing returns a rectification list to the customer."""
         self._conclude_inspection(
-            ctx, Stage.COMPLETION_INSPECTION, Case.CompletionInspected, passed, rectifications, "rectifications"
+            ctx,
+            Stage.COMPLETION_INSPECTION,
+            Case.CompletionInspected,
+            passed,
+            rectifications,
+            "rectifications",
         )
         if passed:
             self._open(ctx, Stage.CONTRACT)
@@ -1022,7 +1058,9 @@ class Case(Aggregate):
             raise _reject("METER_REQUIRED", "CONNECTION energising requires a meter installed")
         order = (dispatch_order or "").strip() or None
         if self.category.is_high_voltage and order is None:
-            raise _reject("DISPATCH_ORDER_REQUIRED", "high-voltage energising requires a dispatch order (调度指令)")
+            raise _reject(
+                "DISPATCH_ORDER_REQUIRED", "high-voltage energising requires a dispatch order (调度指令)"
+            )
         self._record(Case.Energised, ctx, dispatch_order=order)
         self._complete(ctx, Stage.CONNECTION)
         self._open(ctx, Stage.ARCHIVE)

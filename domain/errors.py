@@ -14,4 +14,3 @@ class RuleViolationError(DomainError):
         super().__init__(f"{rule}: {message}")
         self.rule = rule
         self.message = message
-

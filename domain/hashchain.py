@@ -89,11 +89,15 @@ def verify_chain(case_id: UUID, links: list[ChainLink]) -> ChainVerdict:
     for expected_version, link in enumerate(links, start=1):
         if link.version != expected_version:
             return ChainVerdict(
-                expected_version - 1, link.version, f"expected version {expected_version}, found {link.version}"
+                expected_version - 1,
+                link.version,
+                f"expected version {expected_version}, found {link.version}",
             )
         if link.fields.get("previous_hash") != previous:
             return ChainVerdict(
-                expected_version - 1, link.version, "previous_hash does not match the hash of the event before"
+                expected_version - 1,
+                link.version,
+                "previous_hash does not match the hash of the event before",
             )
         recomputed = event_hash(link.event_type, case_id, link.version, link.recorded_at, link.fields)
         if link.fields.get("event_hash") != recomputed:

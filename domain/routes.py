@@ -22,7 +22,9 @@ DEFAULT_OWNER: dict[Stage, Department] = {
     Stage.FOLLOW_UP: Department.CUSTOMER_SERVICE,
 }
 
-HV_PLAN_REVIEWERS: frozenset[Department] = frozenset({Department.PLANNING, Department.OPERATIONS, Department.DISPATCH})
+HV_PLAN_REVIEWERS: frozenset[Department] = frozenset(
+    {Department.PLANNING, Department.OPERATIONS, Department.DISPATCH}
+)
 """High-voltage plans need the joint review (会签) of planning, operations and dispatch."""
 
 CUSTOMER_REQUESTED_STAGES: frozenset[Stage] = frozenset(

@@ -44,7 +44,7 @@ class CaseNotFoundError(ApplicationError):
 
 
 class ConcurrentUpdateError(ApplicationError):
-    """Raised when a case kept changing under a command after every allowed retry; retrying later resolves it."""
+    """Raised when a case kept changing under a command through every retry; retrying later resolves it."""
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,9 @@ class CaseApplication(Application):
                     earlier = self._find_receipt(receipt_id)
                     if earlier is not None:
                         return self._repeat(earlier, command)
-                    log.info("command.conflict", command_id=command.command_id, case_number=command.case_number)
+                    log.info(
+                        "command.conflict", command_id=command.command_id, case_number=command.case_number
+                    )
                     time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311 — jitter, not secrecy
                     continue
                 except BaseException:
@@ -209,7 +211,7 @@ class CaseApplication(Application):
                 receipts.append(receipt)
             events = [event for receipt in receipts for event in receipt.collect_events()]
             self.save(*working.values(), *events)
-        except Exception:  # noqa: BLE001 — every failure means "run them one by one", which reports it
+        except Exception:
             for case_id in {command.case_id for command in commands}:
                 self._forget(case_id)
             return None
@@ -218,7 +220,7 @@ class CaseApplication(Application):
     def _execute_capturing(self, command: Command) -> CommandOutcome | Exception:
         try:
             return self.execute(command)
-        except Exception as error:  # noqa: BLE001 — handed to the caller of this one command
+        except Exception as error:
             return error
 
     def _stripe(self, case_id: UUID) -> int:
@@ -261,7 +263,9 @@ class CaseApplication(Application):
                 error = confirmed
         rule = error.rule if isinstance(error, RuleViolationError) else "CASE_NOT_FOUND"
         message = error.message if isinstance(error, RuleViolationError) else str(error)
-        return None, self._receipt(command, receipt_id, recorded_at, accepted=False, rule=rule, message=message)
+        return None, self._receipt(
+            command, receipt_id, recorded_at, accepted=False, rule=rule, message=message
+        )
 
     def _accepted(
         self,

@@ -16,7 +16,9 @@ def application_env(settings: Settings, database_url: str, *, create_tables: boo
     env.update(
         {
             "IS_SNAPSHOTTING_ENABLED": "y",
-            "AGGREGATE_CACHE_MAXSIZE": str(settings.aggregate_cache_size) if settings.aggregate_cache_size else "",
+            "AGGREGATE_CACHE_MAXSIZE": str(settings.aggregate_cache_size)
+            if settings.aggregate_cache_size
+            else "",
             "POSTGRES_ENABLE_DB_FUNCTIONS": "y",
             "POSTGRES_POOL_SIZE": "5",
             "POSTGRES_MAX_OVERFLOW": "10",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from infra.case_cli import case_app
+from infra.demo import demo
 from infra.logging import configure_logging
 from infra.settings import Settings
 from infra.stack_cli import stack_app
@@ -23,6 +25,8 @@ def _configure() -> None:
 
 
 app.add_typer(stack_app, name="stack")
+app.add_typer(case_app, name="case")
+app.command()(demo)
 
 
 def main() -> None:

@@ -54,7 +54,7 @@ class GroupCommitter:
     def _lead(self, batch: list[_Slot]) -> None:
         try:
             outcomes = self._app.execute_batch([slot.command for slot in batch])
-        except Exception as error:  # noqa: BLE001 — every caller in the batch gets the error
+        except Exception as error:
             outcomes = [error] * len(batch)
         with self._changed:
             for slot, outcome in zip(batch, outcomes, strict=True):

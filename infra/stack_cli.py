@@ -9,7 +9,9 @@ from rich.table import Table
 from infra.settings import Settings
 from infra.stack import LocalStack
 
-stack_app = typer.Typer(help="本地环境 Local stack: embedded PostgreSQL and Kafka-protocol broker.", no_args_is_help=True)
+stack_app = typer.Typer(
+    help="本地环境 Local stack: embedded PostgreSQL and Kafka-protocol broker.", no_args_is_help=True
+)
 LABELS = {"postgres": "数据库 PostgreSQL", "kafka": "消息总线 Kafka"}
 
 
@@ -36,5 +38,11 @@ def status() -> None:
     table = Table("组件 component", "管理 managed", "状态 running", "pid", "地址 url")
     for component, info in LocalStack(Settings()).status().items():
         running = "external" if not info["managed"] else ("running" if info["running"] else "stopped")
-        table.add_row(LABELS[component], str(info["managed"]), running, str(info.get("pid") or ""), str(info.get("url") or ""))
+        table.add_row(
+            LABELS[component],
+            str(info["managed"]),
+            running,
+            str(info.get("pid") or ""),
+            str(info.get("url") or ""),
+        )
     Console().print(table)

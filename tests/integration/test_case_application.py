@@ -95,7 +95,9 @@ def test_a_repeated_command_returns_the_original_outcome_and_appends_nothing(
 
     again = app.execute(_submit("YK-IDEM-1"))
 
-    assert first.accepted and again.accepted and again.repeated
+    assert first.accepted
+    assert again.accepted
+    assert again.repeated
     assert again.case_version == first.case_version
     assert again.event_types == first.event_types
     assert _stored_count(fresh_database_url) == stored_before
@@ -111,7 +113,8 @@ def test_a_repeated_command_is_recognised_after_a_restart(
 
     again = restarted.execute(_escalate("YK-IDEM-2", "esc-restart"))
 
-    assert again.repeated and again.case_version == accepted.case_version
+    assert again.repeated
+    assert again.case_version == accepted.case_version
     assert restarted.get_case("YK-IDEM-2").escalation_level == 1
     restarted.close()
 
@@ -129,9 +132,11 @@ def test_a_rejected_command_is_remembered_with_its_rule(app: CaseApplication) ->
     first = app.execute(wrong_department)
     again = app.execute(wrong_department)
 
-    assert not first.accepted and first.rule == "ACTOR_NOT_ACCOUNTABLE"
+    assert not first.accepted
+    assert first.rule == "ACTOR_NOT_ACCOUNTABLE"
     assert "CUSTOMER_SERVICE" in first.message
-    assert again.repeated and again.rule == first.rule
+    assert again.repeated
+    assert again.rule == first.rule
     assert app.get_case("YK-REJ-1").version == 2
 
 
@@ -140,7 +145,8 @@ def test_a_command_id_reused_for_a_different_command_is_refused(app: CaseApplica
 
     reused = app.execute(_escalate("YK-REUSE-1", command_id="YK-REUSE-1-submit"))
 
-    assert not reused.accepted and reused.rule == "COMMAND_ID_REUSED"
+    assert not reused.accepted
+    assert reused.rule == "COMMAND_ID_REUSED"
     assert app.get_case("YK-REUSE-1").escalation_level == 0
 
 
@@ -149,13 +155,15 @@ def test_a_taken_case_number_is_rejected(app: CaseApplication) -> None:
 
     second = app.execute(_submit("YK-TAKEN-1", command_id="another-submit"))
 
-    assert not second.accepted and second.rule == "CASE_NUMBER_TAKEN"
+    assert not second.accepted
+    assert second.rule == "CASE_NUMBER_TAKEN"
 
 
 def test_a_command_for_an_unknown_case_is_rejected(app: CaseApplication) -> None:
     outcome = app.execute(_escalate("YK-NOWHERE"))
 
-    assert not outcome.accepted and outcome.rule == "CASE_NOT_FOUND"
+    assert not outcome.accepted
+    assert outcome.rule == "CASE_NOT_FOUND"
 
 
 def test_concurrent_commands_from_two_processes_all_apply_in_order(
@@ -226,7 +234,8 @@ def test_a_write_conflict_is_retried_on_the_fresh_state(
 
     outcome = racing.execute(_escalate("YK-RACE-1", "mine"))
 
-    assert outcome.accepted and outcome.case_version == 4
+    assert outcome.accepted
+    assert outcome.case_version == 4
     assert racing.get_case("YK-RACE-1").escalation_level == 2
     racing.close()
 
@@ -241,7 +250,8 @@ def test_a_case_that_keeps_changing_gives_a_conflict_error_that_a_retry_resolves
         racing.execute(_escalate("YK-RACE-2", "mine"))
     retried = racing.execute(_escalate("YK-RACE-2", "mine"))
 
-    assert retried.accepted and not retried.repeated
+    assert retried.accepted
+    assert not retried.repeated
     assert racing.get_case("YK-RACE-2").escalation_level == 2
     racing.close()
 
@@ -289,8 +299,16 @@ def _store_version_1_submission(app: CaseApplication, case_number: str) -> None:
         "vip": True,
         "fast_track": False,
         "documents": ["营业执照"],
-        "route": ["APPLICATION", "SITE_SURVEY", "SUPPLY_PLAN", "COMPLETION_INSPECTION", "CONTRACT",
-                  "CONNECTION", "ARCHIVE", "FOLLOW_UP"],
+        "route": [
+            "APPLICATION",
+            "SITE_SURVEY",
+            "SUPPLY_PLAN",
+            "COMPLETION_INSPECTION",
+            "CONTRACT",
+            "CONNECTION",
+            "ARCHIVE",
+            "FOLLOW_UP",
+        ],
         "optional_stages": [],
         "previous_hash": GENESIS_HASH,
     }
@@ -318,7 +336,8 @@ def test_a_history_stored_with_version_1_events_loads_upcast_and_verifies(app: C
 
     case = app.get_case("YK-V1-1")
 
-    assert case.priority_tier == 1 and case.special_care is False
+    assert case.priority_tier == 1
+    assert case.special_care is False
     assert case.customer_name == "老客户"
     assert app.verify("YK-V1-1").intact
 
@@ -348,7 +367,8 @@ def test_verify_finds_an_event_altered_directly_in_the_database(
 
     assert not verdict.intact
     assert verdict.first_bad_version == 3
-    assert verdict.problem is not None and "recomputed" in verdict.problem
+    assert verdict.problem is not None
+    assert "recomputed" in verdict.problem
 
 
 def test_verify_finds_a_middle_event_removed_from_the_database(
@@ -386,7 +406,8 @@ def test_a_batch_saves_commands_on_several_cases_in_one_go_and_reports_each_outc
     assert app.get_case("YK-BATCH-1").escalation_level == 2
     assert app.get_case("YK-BATCH-2").escalation_level == 1
     assert [o.event_types for o in outcomes][1] == ("CaseEscalated",)  # type: ignore[union-attr]
-    assert app.verify("YK-BATCH-1").intact and app.verify("YK-BATCH-2").intact
+    assert app.verify("YK-BATCH-1").intact
+    assert app.verify("YK-BATCH-2").intact
 
 
 def test_a_batch_with_a_rejection_and_a_repeat_gives_the_same_outcomes_as_one_by_one(
@@ -409,7 +430,8 @@ def test_a_batch_with_a_rejection_and_a_repeat_gives_the_same_outcomes_as_one_by
     first, rejected, repeated = outcomes
     assert first.accepted  # type: ignore[union-attr]
     assert rejected.rule == "ACTOR_NOT_ACCOUNTABLE"  # type: ignore[union-attr]
-    assert repeated.repeated and repeated.case_version == 3  # type: ignore[union-attr]
+    assert repeated.repeated
+    assert repeated.case_version == 3
     assert app.get_case("YK-BATCH-3").escalation_level == 2
 
 
@@ -435,5 +457,6 @@ def test_group_commit_from_many_threads_equals_running_the_commands_in_sequence(
 
     for number in numbers:
         case = app.get_case(number)
-        assert case.escalation_level == 10 and case.version == 12
+        assert case.escalation_level == 10
+        assert case.version == 12
         assert app.verify(number).intact
