@@ -27,6 +27,13 @@ NOT_HASHED_FIELDS = frozenset(
 
 def canonical(value: Any) -> Any:
     """A JSON-ready form of ``value`` that is the same before storing and after loading."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or kind is float or value is None:
+        return value  # the common case first: this runs for every field of every event
+    if kind is dict:
+        return {str(key): canonical(item) for key, item in value.items()}
+    if kind is list or kind is tuple:
+        return [canonical(item) for item in value]
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
     if isinstance(value, date):

@@ -137,6 +137,7 @@ class Actor:
             else self.department
         )
 
+
 LABELS: dict[LabelledEnum, str] = {
     Category.RESIDENTIAL: "居民",
     Category.LV_NON_RESIDENTIAL: "低压非居民",
