@@ -129,6 +129,15 @@ class Pause:
         object.__setattr__(self, "reason_code", PauseReason(self.reason_code))
 
 
+def _notification_marks(case: Case) -> dict[str, str]:
+    # Snapshots taken before notifications were acknowledged on the case lack the attribute.
+    return getattr(case, "notification_marks", {})
+
+
+def _mark_notification(case: Case, notification_id: str, mark: str) -> None:
+    case.notification_marks = {**_notification_marks(case), notification_id: mark}
+
+
 class Case(Aggregate):
     """One new-service-connection case (业扩报装工单)."""
 
@@ -226,6 +235,7 @@ class Case(Aggregate):
             case.open_complaints = {}
             case.complaints_filed = 0
             case.follow_up_score = None
+            case.notification_marks = {}
 
     class StageOpened(Event):
         """环节已开启: a stage is now with ``department``."""
@@ -561,6 +571,26 @@ class Case(Aggregate):
             case.awaiting_step = None
             case.pause = None
 
+    class NotificationAcknowledged(Event):
+        """通知已确认: ``department`` has read the notification ``notification_id`` about this case."""
+
+        notification_id: str
+        department: str
+
+        def evolve(self, case: Case) -> None:
+            _mark_notification(case, self.notification_id, "ACKNOWLEDGED")
+
+    class NotificationEscalated(Event):
+        """通知超时未确认, 已督办: the notification goes to the supervisor of ``department``."""
+
+        notification_id: str
+        department: str
+        level: int
+
+        def evolve(self, case: Case) -> None:
+            _mark_notification(case, self.notification_id, "ESCALATED")
+            case.escalation_level = self.level
+
     # ---- state (assigned by ApplicationSubmitted.evolve) ---------------------------------------------
     # Declared for type checkers only: at run time the aggregate's __init__ must stay free of fields.
     if TYPE_CHECKING:
@@ -604,6 +634,7 @@ class Case(Aggregate):
         open_complaints: dict[str, str]
         complaints_filed: int
         follow_up_score: int | None
+        notification_marks: dict[str, str]
         chain_head: str
         last_occurred_at: datetime
 
@@ -1125,6 +1156,42 @@ class Case(Aggregate):
         self._check_open_case(ctx)
         self._check_reason(ctx, "an escalation")
         self._record(Case.CaseEscalated, ctx, level=self.escalation_level + 1)
+
+    def acknowledge_notification(self, ctx: CommandContext, notification_id: str) -> None:
+        """通知确认: the addressed department has read a notification (also after the case closed)."""
+        self._check_common(ctx)
+        self._check_notification_open(notification_id)
+        self._record(
+            Case.NotificationAcknowledged,
+            ctx,
+            notification_id=notification_id,
+            department=ctx.actor.department,
+        )
+
+    def escalate_notification(
+        self, ctx: CommandContext, notification_id: str, department: Department
+    ) -> None:
+        """督办 an unacknowledged notification to the supervisor of the department it was sent to."""
+        self._check_open_case(ctx)
+        self._check_reason(ctx, "an escalation")
+        self._check_notification_open(notification_id)
+        self._record(
+            Case.NotificationEscalated,
+            ctx,
+            notification_id=notification_id,
+            department=Department(department).value,
+            level=self.escalation_level + 1,
+        )
+
+    def _check_notification_open(self, notification_id: str) -> None:
+        if not notification_id.strip():
+            raise _reject("NOTIFICATION_ID_REQUIRED", "name the notification")
+        marks = _notification_marks(self)
+        if notification_id in marks:
+            raise _reject(
+                "NOTIFICATION_ALREADY_HANDLED",
+                f"notification {notification_id} is already {marks[notification_id].lower()}",
+            )
 
     def return_to_stage(self, ctx: CommandContext, target: Stage) -> None:
         """退回 (reason) to an earlier utility stage that already passed; later progress is undone."""

@@ -16,7 +16,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from domain.case import ApplicationDetails, Case, CommandContext
 from domain.hashchain import canonical
-from domain.vocabulary import Actor, Stage
+from domain.vocabulary import Actor, Department, Stage
 
 CASE_ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:yekuo:case")
 COMMAND_ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:yekuo:command")
@@ -370,6 +370,27 @@ class EscalateCase(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AcknowledgeNotification(Command):
+    """确认通知: the actor's department has read the notification."""
+
+    notification_id: str
+
+    def execute(self, case: Case, ctx: CommandContext) -> None:
+        case.acknowledge_notification(ctx, self.notification_id)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EscalateNotification(Command):
+    """督办未确认的通知: send it to the department's supervisor (reason)."""
+
+    notification_id: str
+    department: str
+
+    def execute(self, case: Case, ctx: CommandContext) -> None:
+        case.escalate_notification(ctx, self.notification_id, Department(self.department))
+
+
+@dataclass(frozen=True, kw_only=True)
 class ReturnToStage(Command):
     """退回 (reason)."""
 
@@ -421,6 +442,8 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         PauseClock,
         ResumeClock,
         EscalateCase,
+        AcknowledgeNotification,
+        EscalateNotification,
         ReturnToStage,
         CancelCase,
     )

@@ -392,6 +392,16 @@ RULES: dict[str, Callable[[], object]] = {
         lambda: _at(ReplySupplyPlan), lambda case, c: case.confirm_plan(c.ctx(CUSTOMER))
     ),
     "REASON_REQUIRED": _provoke(_fresh, lambda case, c: case.cancel(c.ctx(CLERK))),
+    "NOTIFICATION_ID_REQUIRED": _provoke(
+        _fresh, lambda case, c: case.acknowledge_notification(c.ctx(SURVEYOR), " ")
+    ),
+    "NOTIFICATION_ALREADY_HANDLED": _provoke(
+        _fresh,
+        lambda case, c: (
+            case.acknowledge_notification(c.ctx(SURVEYOR), "n-1"),
+            case.escalate_notification(c.ctx(CLERK, "超时未确认"), "n-1", Department.OPERATIONS),
+        ),
+    ),
     "MISSING_DOCUMENTS_REQUIRED": _provoke(_fresh, lambda case, c: case.request_supplement(c.ctx(CLERK), [])),
     "ONE_TIME_NOTICE": _provoke(
         _supplement_requested, lambda case, c: case.request_supplement(c.ctx(CLERK), ["授权委托书"])
@@ -526,3 +536,26 @@ def test_a_command_breaking_a_rule_is_refused_with_that_rule_named(rule: str) ->
 
 def test_every_rule_in_the_case_source_is_provoked_by_a_test() -> None:
     assert rule_codes_in_source() == set(RULES)
+
+
+def test_an_unacknowledged_notification_escalates_once_and_is_recorded_on_the_case() -> None:
+    case, clock = _fresh()
+
+    case.escalate_notification(clock.ctx(CLERK, "4 小时未确认"), "n-7", Department.OPERATIONS)
+    escalated = case.collect_events()[-1]
+
+    assert isinstance(escalated, Case.NotificationEscalated)
+    assert (escalated.notification_id, escalated.department, escalated.level) == ("n-7", "OPERATIONS", 1)
+    assert case.escalation_level == 1
+    with pytest.raises(RuleViolationError, match="already escalated"):
+        case.acknowledge_notification(clock.ctx(SURVEYOR), "n-7")
+
+
+def test_a_notification_can_be_acknowledged_after_the_case_closed() -> None:
+    case, clock = walk("RESIDENTIAL")
+
+    case.acknowledge_notification(clock.ctx(SURVEYOR), "n-late")
+
+    acknowledged = case.collect_events()[-1]
+    assert isinstance(acknowledged, Case.NotificationAcknowledged)
+    assert acknowledged.department == "OPERATIONS"
