@@ -10,6 +10,8 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from infra.settings import ALL_TOPICS, RELAY_CONTROL_TOPIC, Settings
+
 
 class BrokerUnavailableError(Exception):
     """Raised when no Kafka broker answers at the bootstrap address within the timeout."""
@@ -54,6 +56,12 @@ def ensure_topics(
                 admin.create_topics(missing)
     finally:
         admin.close()
+
+
+def ensure_yekuo_topics(bootstrap: str, settings: Settings) -> None:
+    """Create Yekuo's topics: the data topics with the configured partitions, the control topic with one."""
+    ensure_topics(bootstrap, ALL_TOPICS, settings.topic_partitions, settings.topic_replication_factor)
+    ensure_topics(bootstrap, (RELAY_CONTROL_TOPIC,), 1, settings.topic_replication_factor)
 
 
 def partition_counts(bootstrap: str, topics: Iterable[str]) -> dict[str, int]:

@@ -14,6 +14,8 @@ INTAKE_RESULTS_TOPIC = "yekuo.intake-results.v1"
 INTAKE_DLQ_TOPIC = "yekuo.intake.dlq.v1"
 NOTIFICATIONS_TOPIC = "yekuo.notifications.v1"
 CASE_EVENTS_DLQ_TOPIC = "yekuo.case-events.dlq.v1"
+RELAY_CONTROL_TOPIC = "yekuo.relay-control.v1"
+"""One partition: the relay's incarnation markers, by which it notices that the broker lost its data."""
 
 ALL_TOPICS = (
     INTAKE_TOPIC,
@@ -58,6 +60,23 @@ class Settings(BaseSettings):
     aggregate_cache_size: int = Field(default=10_000, ge=0, description="Cases kept in memory; 0: none.")
     command_retries: int = Field(
         default=5, ge=0, description="Times a command is retried after a concurrent write to its case."
+    )
+
+    relay_batch_size: int = Field(default=2000, ge=1, description="Notifications the relay reads per batch.")
+
+    # projections and notifications
+    projection_batch_size: int = Field(default=500, ge=1, description="Events per projection batch.")
+    projection_batch_seconds: float = Field(
+        default=0.2, gt=0, description="Longest wait to fill a projection batch."
+    )
+    notification_dispatch_seconds: float = Field(
+        default=1.0, gt=0, description="How often notifications are handed to the gateways topic."
+    )
+    notification_escalate_after_hours: float = Field(
+        default=4.0, gt=0, description="Unacknowledged department notifications escalate after this long."
+    )
+    notification_escalation_check_seconds: float = Field(
+        default=60.0, gt=0, description="How often overdue notifications are looked for."
     )
 
     log_level: str = Field(default="INFO")

@@ -28,8 +28,8 @@ import psutil
 import psycopg
 import structlog
 
-from infra.kafka_admin import ensure_topics, wait_for_broker
-from infra.settings import ALL_TOPICS, Settings
+from infra.kafka_admin import ensure_yekuo_topics, wait_for_broker
+from infra.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +63,16 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _port_bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no obstacle
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def _port_open(port: int) -> bool:
@@ -152,12 +162,16 @@ class LocalStack:
                 bootstrap = self._kafka_up()
                 started += [] if was_running else ["kafka"]
             wait_for_broker(bootstrap)
-            ensure_topics(
-                bootstrap, ALL_TOPICS, self.settings.topic_partitions, self.settings.topic_replication_factor
-            )
+            ensure_yekuo_topics(bootstrap, self.settings)
         endpoints = Endpoints(database_url, bootstrap, tuple(started))
         log.info("stack.up", started=list(endpoints.started), state_dir=str(self.state_dir))
         return endpoints
+
+    def restart_kafka(self) -> str:
+        """Stop the local broker and start a new one on the same port: a broker restart, which loses
+        everything the memory-only broker held (what the relay must survive)."""
+        self._kafka_down()
+        return self._kafka_up()
 
     def down(self, *, purge: bool = False) -> None:
         """Stop what this stack started; ``purge`` also deletes PostgreSQL's data."""
@@ -361,7 +375,8 @@ class LocalStack:
         if existing is not None:
             return str(state["kafka"]["url"])
         self.kafka_dir.mkdir(parents=True, exist_ok=True)
-        port = _free_port()
+        previous = state.get("kafka", {}).get("port")
+        port = previous if previous and _port_bindable(previous) else _free_port()
         url = f"127.0.0.1:{port}"
         log_file = (self.kafka_dir / "tansu.log").open("ab")
         listener = f"tcp://127.0.0.1:{port}"
