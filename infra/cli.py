@@ -7,6 +7,7 @@ import typer
 from infra.case_cli import case_app
 from infra.demo import demo
 from infra.logging import configure_logging
+from infra.pipeline_cli import deadletters_app, projections_app, relay, schemas, status, worker
 from infra.settings import Settings
 from infra.stack_cli import stack_app
 
@@ -26,7 +27,13 @@ def _configure() -> None:
 
 app.add_typer(stack_app, name="stack")
 app.add_typer(case_app, name="case")
+app.add_typer(projections_app, name="projections")
+app.add_typer(deadletters_app, name="deadletters")
 app.command()(demo)
+app.command()(relay)
+app.command()(worker)
+app.command()(status)
+app.command()(schemas)
 
 
 def main() -> None:

@@ -1,19 +1,33 @@
-"""``yekuo demo``: the main job on embedded defaults — start the stack and walk a sample case of each
-category through every stage, printing each history and its hash-chain verification."""
+"""``yekuo demo``: the main job on embedded defaults — start the stack, the relay and a projection worker,
+walk a sample case of each category through every stage, print each history with its hash-chain verdict,
+then show the cases arriving in each read model and every consumer caught up."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from datetime import datetime
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
+import psycopg
 import typer
 from rich.console import Console
+from rich.table import Table
 
+from consumers.relay import Relay
+from domain.vocabulary import Department
 from infra.bootstrap import build_case_application
 from infra.case_cli import history_table
+from infra.pipeline_cli import consumer_lag
 from infra.sample_cases import CATEGORIES_FOR_DEMO, sample_walk
 from infra.settings import Settings
 from infra.stack import LocalStack
+from projections.store import table_exists
 
 DEMO_START = datetime(2025, 9, 1, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
@@ -21,7 +35,7 @@ DEMO_START = datetime(2025, 9, 1, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 def demo(
     keep_running: bool = typer.Option(False, help="Leave the servers running afterwards."),
 ) -> None:
-    """Start the stack and walk a sample case of every category through every stage."""
+    """Start the whole pipeline and walk a sample case of every category through every stage."""
     console = Console(width=max(Console().width, 160))
     settings = Settings()
     stack = LocalStack(settings)
@@ -30,15 +44,35 @@ def demo(
         f"stack: PostgreSQL {endpoints.database_url} · Kafka {endpoints.kafka_bootstrap_servers} "
         f"(started: {', '.join(endpoints.started) or 'none'})"
     )
+    env = {
+        **os.environ,
+        "DATABASE_URL": endpoints.database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap_servers,
+    }
+    app = build_case_application(settings, endpoints.database_url)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(settings.state_dir / "demo-worker.log").open("ab"),
+        stdin=subprocess.DEVNULL,
+    )
+    stop_relay = threading.Event()
+    relay = Relay(app, endpoints.database_url, endpoints.kafka_bootstrap_servers, settings)
+    relay_thread = threading.Thread(target=relay.run, args=(stop_relay,), name="relay")
+    relay_thread.start()
+    broken: list[str] = []
     try:
-        app = build_case_application(settings, endpoints.database_url)
-        broken, events = [], 0
+        finals: dict[UUID, int | None] = {}
+        events = 0
         for category, fast_track in CATEGORIES_FOR_DEMO:
             case_number = f"YK-DEMO-{category}{'-FAST' if fast_track else ''}"
             for command in sample_walk(category, case_number, DEMO_START, fast_track=fast_track):
                 outcome = app.execute(command)
                 if not outcome.accepted:
-                    raise typer.Exit(f"sample command rejected: {outcome.rule}: {outcome.message}")
+                    console.print(f"sample command rejected: {outcome.rule}: {outcome.message}")
+                    raise typer.Exit(1)
+            finals[command.case_id] = outcome.case_version
             console.print(history_table(app, case_number))
             verdict = app.verify(case_number)
             events += verdict.events_checked
@@ -48,13 +82,86 @@ def demo(
             )
             if not verdict.intact:
                 broken.append(case_number)
-        app.close()
         console.print(
             f"summary: {len(CATEGORIES_FOR_DEMO)} cases, {events} events, "
-            f"{'all hash chains intact' if not broken else 'broken chains: ' + ', '.join(broken)}"
+            f"{'all hash chains intact' if not broken else 'broken chains: ' + ', '.join(broken)}\n"
         )
+        _wait_for_read_models(console, endpoints.database_url, finals, worker)
+        _show_read_models(console, endpoints.database_url)
     finally:
+        stop_relay.set()
+        relay_thread.join(timeout=30)
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        app.close()
         if endpoints.started and not keep_running:
             stack.down()
     if broken:
         raise typer.Exit(1)
+
+
+def _wait_for_read_models(
+    console: Console, database_url: str, finals: dict[UUID, int | None], worker: subprocess.Popen[bytes]
+) -> None:
+    """Until the progress read model holds every case's last version (the worker creates the tables)."""
+    deadline = time.monotonic() + 180
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            if worker.poll() is not None:
+                console.print(f"the projection worker exited with {worker.returncode}")
+                raise typer.Exit(1)
+            if table_exists(conn, "progress_versions"):
+                applied = dict(
+                    conn.execute(
+                        "SELECT case_id, version FROM progress_versions WHERE case_id = ANY(%s)",
+                        (list(finals),),
+                    ).fetchall()
+                )
+                undelivered = conn.execute(
+                    "SELECT count(*) FROM notifications n WHERE NOT EXISTS "
+                    "(SELECT 1 FROM notification_deliveries d WHERE d.notification_id = n.notification_id)"
+                ).fetchone()
+                if undelivered == (0,) and all(applied.get(c) == v for c, v in finals.items()):
+                    return
+            time.sleep(0.3)
+    console.print("the read models did not catch up within 180 s")
+    raise typer.Exit(1)
+
+
+def _show_read_models(console: Console, database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        progress = Table(title="进度查询 progress (case_progress)")
+        for column in ("工单", "类别", "状态", "下一步", "环节数", "预计完成"):
+            progress.add_column(column)
+        for row in conn.execute(
+            "SELECT case_number, category_label, status_label, next_step, jsonb_array_length(timeline), "
+            "expected_completion FROM case_progress ORDER BY case_number"
+        ):
+            progress.add_row(*(str(value) for value in row))
+        console.print(progress)
+        flow = Table(title="部门工作量 workload (department_time_in_hand)")
+        for column in ("部门", "类型", "已办", "平均在手", "最长在手"):
+            flow.add_column(column)
+        for row in conn.execute(
+            "SELECT department, kind, completed_items, date_trunc('minute', average_time_in_hand), "
+            "longest_time_in_hand FROM department_time_in_hand ORDER BY department, kind"
+        ):
+            flow.add_row(Department(row[0]).label, *(str(value) for value in row[1:]))
+        console.print(flow)
+        notes = Table(title="协同通知 notifications (per recipient kind)")
+        for column in ("收件方", "条数", "已推送网关", "示例"):
+            notes.add_column(column)
+        for row in conn.execute(
+            "SELECT recipient_kind, count(*), count(d.notification_id), min(message) FROM notifications n "
+            "LEFT JOIN notification_deliveries d USING (notification_id) GROUP BY recipient_kind ORDER BY 1"
+        ):
+            notes.add_row(*(str(value) for value in row))
+        console.print(notes)
+        for group, figures in consumer_lag(conn).items():
+            console.print(
+                f"consumer {group}: {figures['consumed']} of {figures['published']} events applied, "
+                f"lag {figures['lag']}"
+            )

@@ -284,7 +284,7 @@ def _connection_and_close(walk: _Walk, category: str, fast_track: bool) -> None:
         walk.staff(SignContract, "MARKETING", hours=6, contract_number=f"HT-{walk.case_number}")
     walk.assign(Stage.CONNECTION, "METERING")
     walk.staff(
-        ScheduleConnection, "METERING", hours=1, scheduled_for=date.fromordinal(walk.now.toordinal() + 1)
+        ScheduleConnection, "METERING", hours=1, scheduled_for=date.fromordinal(walk.now.toordinal() + 4)
     )
     walk.add(
         InstallMeter,

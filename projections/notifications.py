@@ -1,0 +1,182 @@
+"""Cross-department notifications (跨部门协同通知): department inboxes, supervisor escalations, customers.
+
+A notification is derived from one fact of the case history and gets an id from that fact (case, version,
+recipient), so a redelivered or replayed event can never make a second one:
+- a stage opens with a department other than the one that handed it over, a case is reassigned to another
+  department, or a parallel review is requested → that department's inbox, with a due date;
+- an unacknowledged notification is escalated (``NotificationEscalated``, a case event issued by
+  ``consumers.escalator``) → the supervisor of that department;
+- milestones the customer cares about → the customer (by customer reference).
+Acknowledging is a case command too (``AcknowledgeNotification``), so the inbox is rebuildable.
+Handing notifications to SMS/IM gateways is ``consumers.dispatcher``'s job; its ledger is not a read model.
+"""
+
+from __future__ import annotations
+
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from domain.vocabulary import Department, Stage
+from infra.messages import CaseEventMessage
+from projections.estimates import INTERNAL_STEP_DAYS, add_working_days, stage_limit_days
+from projections.model import CaseRows, Column, Row, Table
+
+_NAMESPACE = uuid5(NAMESPACE_URL, "https://yekuo.example/notifications")
+
+NOTIFICATIONS = Table(
+    "notifications",
+    (
+        Column("notification_id", "uuid NOT NULL"),
+        Column("case_id", "uuid NOT NULL"),
+        Column("case_number", "text NOT NULL"),
+        Column("case_version", "bigint NOT NULL"),
+        Column("recipient_kind", "text NOT NULL"),
+        Column("recipient", "text NOT NULL"),
+        Column("kind", "text NOT NULL"),
+        Column("message", "text NOT NULL"),
+        Column("due_at", "timestamptz"),
+        Column("created_at", "timestamptz NOT NULL"),
+        Column("acknowledged_at", "timestamptz"),
+        Column("acknowledged_by", "text"),
+        Column("escalated_at", "timestamptz"),
+    ),
+    ("notification_id",),
+    indexes=(("recipient_kind", "recipient", "acknowledged_at"),),
+)
+CASE_FACTS = Table(
+    "notification_cases",
+    (
+        Column("case_id", "uuid NOT NULL"),
+        Column("customer_ref", "text NOT NULL"),
+        Column("category", "text NOT NULL"),
+    ),
+    ("case_id",),
+)
+
+CUSTOMER_MILESTONES = {
+    "ApplicationAccepted": "您的用电申请已受理",
+    "SupplementRequested": "您的申请资料需补充, 请查看一次性告知清单",
+    "SupplyPlanReplied": "供电方案已答复, 请确认",
+    "DesignReviewed": "设计审查已出结论",
+    "MidInspectionRecorded": "中间检查已出结论",
+    "CompletionInspected": "竣工检验已出结论",
+    "ConnectionScheduled": "装表接电已预约",
+    "Energised": "已送电",
+    "CaseCancelled": "您的申请已撤销",
+}
+
+
+def notification_id_for(case_id: UUID, version: int, recipient_kind: str, recipient: str) -> UUID:
+    return uuid5(_NAMESPACE, f"{case_id}:{version}:{recipient_kind}:{recipient}")
+
+
+class NotificationsProjection:
+    name = "notifications"
+    tables = (NOTIFICATIONS, CASE_FACTS)
+    views = (
+        """CREATE OR REPLACE VIEW department_inbox AS
+        SELECT recipient AS department, recipient_kind, notification_id, case_number, kind, message, due_at,
+               created_at, escalated_at
+        FROM notifications
+        WHERE recipient_kind IN ('DEPARTMENT', 'SUPERVISOR') AND acknowledged_at IS NULL""",
+    )
+
+    def apply(self, rows: CaseRows, event: CaseEventMessage) -> None:
+        notes = rows.setdefault(NOTIFICATIONS.name, [])
+        p = event.payload
+        if event.type == "ApplicationSubmitted":
+            rows[CASE_FACTS.name] = [
+                {"case_id": event.case_id, "customer_ref": p["customer_ref"], "category": p["category"]}
+            ]
+            return
+        facts = rows[CASE_FACTS.name][0]
+        if event.type == "StageOpened" and p["department"] != event.actor.department:
+            days = stage_limit_days(facts["category"], p["stage"])
+            _notify(
+                notes,
+                event,
+                "DEPARTMENT",
+                p["department"],
+                "STAGE_ARRIVED",
+                f"案件 {event.case_number} 已转至本部门: {Stage(p['stage']).label}",
+                days,
+            )
+        elif event.type == "HandlerReassigned" and p["department"] != event.actor.department:
+            _notify(
+                notes,
+                event,
+                "DEPARTMENT",
+                p["department"],
+                "REASSIGNED",
+                f"案件 {event.case_number} 已改派至本部门: {Stage(p['stage']).label}",
+                INTERNAL_STEP_DAYS,
+            )
+        elif event.type == "PlanReviewsRequested":
+            for department in p["departments"]:
+                _notify(
+                    notes,
+                    event,
+                    "DEPARTMENT",
+                    department,
+                    "REVIEW_REQUESTED",
+                    f"案件 {event.case_number} 供电方案请会签",
+                    INTERNAL_STEP_DAYS,
+                )
+        elif event.type == "NotificationAcknowledged":
+            for note in _find(notes, p["notification_id"]):
+                note["acknowledged_at"], note["acknowledged_by"] = event.occurred_at, event.actor.name
+        elif event.type == "NotificationEscalated":
+            for note in _find(notes, p["notification_id"]):
+                note["escalated_at"] = event.occurred_at
+                _notify(
+                    notes,
+                    event,
+                    "SUPERVISOR",
+                    p["department"],
+                    "ESCALATED",
+                    f"督办: {Department(p['department']).label} 未及时确认 — {note['message']}",
+                    None,
+                )
+        if event.type in CUSTOMER_MILESTONES:
+            _notify(
+                notes,
+                event,
+                "CUSTOMER",
+                facts["customer_ref"],
+                event.type,
+                f"{CUSTOMER_MILESTONES[event.type]} (工单 {event.case_number})",
+                None,
+            )
+
+
+def _find(notes: list[Row], notification_id: str) -> list[Row]:
+    return [note for note in notes if str(note["notification_id"]) == notification_id]
+
+
+def _notify(
+    notes: list[Row],
+    event: CaseEventMessage,
+    recipient_kind: str,
+    recipient: str,
+    kind: str,
+    message: str,
+    due_in_days: int | None,
+) -> None:
+    notes.append(
+        {
+            "notification_id": notification_id_for(
+                event.case_id, event.case_version, recipient_kind, recipient
+            ),
+            "case_id": event.case_id,
+            "case_number": event.case_number,
+            "case_version": event.case_version,
+            "recipient_kind": recipient_kind,
+            "recipient": recipient,
+            "kind": kind,
+            "message": message,
+            "due_at": add_working_days(event.occurred_at, due_in_days) if due_in_days is not None else None,
+            "created_at": event.occurred_at,
+            "acknowledged_at": None,
+            "acknowledged_by": None,
+            "escalated_at": None,
+        }
+    )

@@ -1,0 +1,134 @@
+"""Department workload (部门工作量): open work items per department and handler, ageing, flow, time in hand.
+
+A work item is a stage held by a department (and, once assigned, a handler) or one department's parallel
+review of a supply plan. It is received when the stage opens or the review is requested and completed
+when the stage completes, the review is answered, the holder changes (改派: a new item starts), or the
+case is returned or cancelled (withdrawn). The views compute ageing against the current time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.messages import CaseEventMessage
+from projections.model import CaseRows, Column, Row, Table
+
+TABLE = Table(
+    "work_items",
+    (
+        Column("case_id", "uuid NOT NULL"),
+        Column("item_no", "int NOT NULL"),
+        Column("case_number", "text NOT NULL"),
+        Column("kind", "text NOT NULL"),
+        Column("stage", "text NOT NULL"),
+        Column("department", "text NOT NULL"),
+        Column("handler_id", "text"),
+        Column("handler_name", "text"),
+        Column("received_at", "timestamptz NOT NULL"),
+        Column("completed_at", "timestamptz"),
+        Column("outcome", "text"),
+    ),
+    ("case_id", "item_no"),
+    indexes=(("department", "completed_at"),),
+)
+
+VIEWS = (
+    """CREATE OR REPLACE VIEW department_workload AS
+    SELECT department,
+           count(*) AS open_items,
+           count(*) FILTER (WHERE kind = 'REVIEW') AS pending_reviews,
+           count(*) FILTER (WHERE now() - received_at < interval '1 day') AS aged_under_1d,
+           count(*) FILTER (WHERE now() - received_at >= interval '1 day'
+                              AND now() - received_at < interval '3 days') AS aged_1_3d,
+           count(*) FILTER (WHERE now() - received_at >= interval '3 days'
+                              AND now() - received_at < interval '7 days') AS aged_3_7d,
+           count(*) FILTER (WHERE now() - received_at >= interval '7 days') AS aged_over_7d
+    FROM work_items WHERE completed_at IS NULL GROUP BY department""",
+    """CREATE OR REPLACE VIEW handler_workload AS
+    SELECT department, handler_id, handler_name, count(*) AS open_items,
+           max(now() - received_at) AS oldest_item_age
+    FROM work_items WHERE completed_at IS NULL AND handler_id IS NOT NULL
+    GROUP BY department, handler_id, handler_name""",
+    """CREATE OR REPLACE VIEW department_daily_flow AS
+    SELECT department, day, sum(received) AS received, sum(completed) AS completed FROM (
+        SELECT department, (received_at AT TIME ZONE 'Asia/Shanghai')::date AS day, 1 AS received,
+               0 AS completed FROM work_items
+        UNION ALL
+        SELECT department, (completed_at AT TIME ZONE 'Asia/Shanghai')::date, 0, 1
+        FROM work_items WHERE completed_at IS NOT NULL
+    ) flow GROUP BY department, day""",
+    """CREATE OR REPLACE VIEW department_time_in_hand AS
+    SELECT department, kind, count(*) AS completed_items,
+           avg(completed_at - received_at) AS average_time_in_hand,
+           max(completed_at - received_at) AS longest_time_in_hand
+    FROM work_items WHERE completed_at IS NOT NULL GROUP BY department, kind""",
+)
+
+
+class WorkloadProjection:
+    name = "workload"
+    tables = (TABLE,)
+    views = VIEWS
+
+    def apply(self, rows: CaseRows, event: CaseEventMessage) -> None:
+        items = rows.setdefault(TABLE.name, [])
+        p = event.payload
+        kind = event.type
+        if kind == "StageOpened":
+            _receive(items, event, "STAGE", p["stage"], p["department"])
+        elif kind == "StageCompleted":
+            _complete(items, event, p["outcome"], kind="STAGE", stage=p["stage"])
+        elif kind == "HandlerAssigned":
+            for item in _open(items, kind="STAGE", stage=p["stage"]):
+                item["handler_id"], item["handler_name"] = p["handler"]["person_id"], p["handler"]["name"]
+        elif kind == "HandlerReassigned":
+            _complete(items, event, "REASSIGNED", kind="STAGE", stage=p["stage"])
+            _receive(items, event, "STAGE", p["stage"], p["department"], p["handler"])
+        elif kind == "PlanReviewsRequested":
+            for department in p["departments"]:
+                _receive(items, event, "REVIEW", "SUPPLY_PLAN", department)
+        elif kind == "PlanReviewApproved":
+            _complete(items, event, "APPROVED", kind="REVIEW", department=p["department"])
+        elif kind == "PlanReviewRejected":
+            _complete(items, event, "REJECTED", kind="REVIEW", department=p["department"])
+            _complete(items, event, "WITHDRAWN", kind="REVIEW")
+        elif kind in ("CaseReturned", "CaseCancelled"):
+            _complete(items, event, "WITHDRAWN")
+
+
+def _open(items: list[Row], **match: Any) -> list[Row]:
+    return [
+        item
+        for item in items
+        if item["completed_at"] is None and all(item[key] == value for key, value in match.items())
+    ]
+
+
+def _receive(
+    items: list[Row],
+    event: CaseEventMessage,
+    kind: str,
+    stage: str,
+    department: str,
+    handler: dict[str, Any] | None = None,
+) -> None:
+    items.append(
+        {
+            "case_id": event.case_id,
+            "item_no": len(items) + 1,
+            "case_number": event.case_number,
+            "kind": kind,
+            "stage": stage,
+            "department": department,
+            "handler_id": handler["person_id"] if handler else None,
+            "handler_name": handler["name"] if handler else None,
+            "received_at": event.occurred_at,
+            "completed_at": None,
+            "outcome": None,
+        }
+    )
+
+
+def _complete(items: list[Row], event: CaseEventMessage, outcome: str, **match: Any) -> None:
+    for item in _open(items, **match):
+        item["completed_at"], item["outcome"] = event.occurred_at, outcome
