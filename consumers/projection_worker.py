@@ -27,6 +27,7 @@ import psycopg
 import structlog
 from pydantic import ValidationError
 
+from consumers import faust_transport
 from consumers.notifier import Notifier
 from infra.messages import INCARNATION_HEADER, CaseEventMessage, DeadLetter
 from infra.settings import CASE_EVENTS_DLQ_TOPIC, CASE_EVENTS_TOPIC, Settings
@@ -170,7 +171,7 @@ def build_worker(
         create_schema(conn, projections)
     app = faust.App(
         group,
-        broker=f"kafka://{bootstrap_servers}",
+        broker=f"{faust_transport.register(settings.kafka_fetch_max_wait_ms)}://{bootstrap_servers}",
         store="memory://",
         web_enabled=False,
         broker_session_timeout=settings.kafka_session_timeout_ms / 1000,

@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import structlog
@@ -88,8 +89,9 @@ class Relay:
         self.log = CaseEventLog(app)
         self._producer: KafkaProducer | None = None
         self._last_marker_check = 0.0
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(RELAY_SCHEMA)
+        self._conn: psycopg.Connection[Any] | None = None
+        self._locked_conn: psycopg.Connection[Any] | None = None
+        self._connection().execute(RELAY_SCHEMA)
 
     # ---- running --------------------------------------------------------------------------------------
 
@@ -99,17 +101,42 @@ class Relay:
         try:
             while not stop.is_set():
                 try:
+                    if not self._holds_lock(stop):
+                        continue
                     done = self.relay_once()
                 except KafkaError as error:
                     log.warning("broker unavailable; retrying", error=repr(error))
                     self._close_producer()
                     stop.wait(1.0)
                     continue
+                except psycopg.OperationalError as error:
+                    log.warning("database unavailable; retrying", error=repr(error))
+                    self._close_connection()
+                    stop.wait(1.0)
+                    continue
                 if done.read == 0:
                     stop.wait(idle_seconds)
         finally:
             self._close_producer()
+            self._close_connection()
             log.info("relay stopped", relay=self.name)
+
+    def _holds_lock(self, stop: threading.Event) -> bool:
+        """Only one relay of a name publishes; the others stand by until its session lock is free.
+        The lock lives in this relay's database session, so a new connection must take it again."""
+        if self._locked_conn is not None and self._locked_conn is self._conn and not self._conn.closed:
+            return True
+        conn = self._connection()
+        row = conn.execute(
+            "SELECT pg_try_advisory_lock(hashtext(%s))", (f"yekuo.relay:{self.name}",)
+        ).fetchone()
+        if row and row[0]:
+            self._locked_conn = conn
+            log.info("relay active", relay=self.name)
+            return True
+        log.info("another relay is active; standing by", relay=self.name)
+        stop.wait(2.0)
+        return False
 
     def relay_once(self) -> RelayPass:
         """Check the broker still holds our incarnation, then publish one batch of the log."""
@@ -137,14 +164,15 @@ class Relay:
     # ---- position and incarnation -----------------------------------------------------------------
 
     def state(self) -> RelayState | None:
-        with psycopg.connect(self.database_url, autocommit=True) as conn:
-            row = conn.execute(
+        with self._connection().cursor() as cursor:
+            row = cursor.execute(
                 "SELECT position, incarnation FROM relay_state WHERE relay_name = %s", (self.name,)
             ).fetchone()
         return RelayState(row[0], row[1]) if row else None
 
     def _store(self, position: int, incarnation: str, next_offsets: dict[int, int]) -> None:
-        with psycopg.connect(self.database_url) as conn, conn.transaction():
+        conn = self._connection()
+        with conn.transaction():
             updated = conn.execute(
                 "UPDATE relay_state SET position = %s, updated_at = now() "
                 "WHERE relay_name = %s AND incarnation = %s AND position < %s",
@@ -183,7 +211,8 @@ class Relay:
         producer = self._ensure_producer()
         producer.send(RELAY_CONTROL_TOPIC, key=self.name.encode(), value=incarnation.encode())
         producer.flush()
-        with psycopg.connect(self.database_url) as conn, conn.transaction():
+        conn = self._connection()
+        with conn.transaction():
             conn.execute("DELETE FROM relay_partition_offsets WHERE relay_name = %s", (self.name,))
             conn.execute(
                 "INSERT INTO relay_state (relay_name, position, incarnation) VALUES (%s, 0, %s) "
@@ -214,6 +243,16 @@ class Relay:
             consumer.close()
 
     # ---- helpers ----------------------------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.database_url, autocommit=True)
+        return self._conn
+
+    def _close_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def _ensure_producer(self) -> KafkaProducer:
         if self._producer is None:

@@ -48,7 +48,10 @@ class Stage(LabelledEnum):
     @property
     def position(self) -> int:
         """Place in the process order (0 = APPLICATION)."""
-        return list(Stage).index(self)
+        return _STAGE_POSITIONS[self]
+
+
+_STAGE_POSITIONS = {stage: index for index, stage in enumerate(Stage)}
 
 
 class Department(LabelledEnum):

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
         description="Consumer group session timeout; Tansu joins take half of it (../shared/STACK.md).",
     )
     kafka_heartbeat_interval_ms: int = Field(default=1500, ge=100)
+    kafka_fetch_max_wait_ms: int = Field(
+        default=100, ge=1, description="Longest a consumer's fetch waits for data (Tansu never cuts it short)."
+    )
 
     # event store
     snapshot_interval: int = Field(default=50, ge=1, description="Take a case snapshot every N events.")

@@ -32,7 +32,8 @@ def stage_limit_days(category: str, stage: str) -> int:
 def add_working_days(start: datetime, days: int) -> datetime:
     """24:00 (Shanghai) of the ``days``-th weekday after ``start``'s day (the start day not counted)."""
     day = start.astimezone(SHANGHAI).date()
-    remaining = days
+    weeks, remaining = divmod(days, 5)
+    day += timedelta(weeks=weeks)  # five weekdays are one calendar week from any day
     while remaining > 0:
         day += timedelta(days=1)
         if day.weekday() < 5:

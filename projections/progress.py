@@ -89,7 +89,14 @@ class ProgressProjection:
         row["last_event"] = event.type
         row["updated_at"] = event.recorded_at
         row["next_step"] = _next_step(row)
-        _estimate(row, event.occurred_at)
+        if event.type in _REESTIMATE:
+            _estimate(row, event.occurred_at)
+
+
+_REESTIMATE = frozenset(
+    {"StageOpened", "StageCompleted", "CaseReturned", "Energised", "CaseCompleted", "CaseCancelled"}
+)
+"""Events after which the expected completion date can change (the open stages or the status did)."""
 
 
 def _new_row(event: CaseEventMessage) -> Row:
