@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,10 +90,10 @@ def test_verify_names_the_first_event_altered_in_the_database(fresh_database_url
 
 
 def test_the_demo_walks_every_category_through_every_stage(
-    database_url: str, kafka_bootstrap: str, tmp_path: Path
+    fresh_database_url: str, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     env = {
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": fresh_database_url,
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "YEKUO_STATE_DIR": str(tmp_path),
     }
@@ -104,4 +105,9 @@ def test_the_demo_walks_every_category_through_every_stage(
         assert f"YK-DEMO-{number} 办理记录" in demo.stdout
     assert demo.stdout.count("已办结") >= 5
     assert "all hash chains intact" in demo.stdout
+    for read_model in ("进度查询 progress", "部门工作量 workload", "协同通知 notifications"):
+        assert read_model in demo.stdout
+    assert demo.stdout.count("已办结, 感谢您的支持") == 5  # every sample case reached the progress model
+    caught_up = re.search(r"consumer yekuo-projections: (\d+) of (\d+) events applied, lag 0", demo.stdout)
+    assert caught_up and caught_up[1] == caught_up[2]
     assert "started: none" in demo.stdout

@@ -451,3 +451,48 @@ def test_two_workers_in_one_group_share_partitions_and_equal_a_rebuild(pipeline:
     assert partitions["worker-a"] and partitions["worker-b"], partitions
     assert rebuilt_models(pipeline) == read_models(pipeline.database_url)
     del first, second
+
+
+def test_a_rebuild_during_live_processing_never_shows_readers_a_partial_model(pipeline: Pipeline) -> None:
+    finals = pipeline.walk(30, "YK-R")
+    relay = pipeline.start("relay", log_name="relay")
+    worker = pipeline.start("worker", log_name="worker")
+    wait_for(caught_up(pipeline.database_url, finals), "the first cases")
+    smallest: list[int] = []
+    stop = threading.Event()
+
+    def read_continuously() -> None:
+        with psycopg.connect(pipeline.database_url, autocommit=True) as conn:
+            while not stop.is_set():
+                row = conn.execute("SELECT count(*) FROM case_progress").fetchone()
+                smallest.append(int(row[0]) if row else 0)
+
+    reader = threading.Thread(target=read_continuously)
+    reader.start()
+    try:
+        writer = threading.Thread(target=lambda: finals.update(pipeline.walk(10, "YK-R2")))
+        writer.start()
+        for _ in range(2):
+            rebuilt = subprocess.run(
+                [sys.executable, "-m", "infra.cli", "projections", "rebuild"],
+                cwd=ROOT,
+                env=pipeline.env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+            assert "rebuilt progress, workload, notifications" in rebuilt.stdout
+        writer.join()
+        wait_for(caught_up(pipeline.database_url, finals), "the cases written during the rebuilds")
+    finally:
+        stop.set()
+        reader.join()
+    assert smallest and min(smallest) >= 30, "a reader saw an empty or partial model"
+    assert rebuilt_models(pipeline) == read_models(pipeline.database_url)
+
+    for process in (relay, worker):  # SIGTERM: both stop cleanly and say so
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+    assert "relay stopped" in pipeline.log_of("relay")
