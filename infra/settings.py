@@ -55,7 +55,9 @@ class Settings(BaseSettings):
     )
     kafka_heartbeat_interval_ms: int = Field(default=1500, ge=100)
     kafka_fetch_max_wait_ms: int = Field(
-        default=100, ge=1, description="Longest a consumer's fetch waits for data (Tansu never cuts it short)."
+        default=100,
+        ge=1,
+        description="Longest a consumer's fetch waits for data (Tansu never cuts it short).",
     )
 
     # event store
@@ -81,6 +83,17 @@ class Settings(BaseSettings):
     notification_escalation_check_seconds: float = Field(
         default=60.0, gt=0, description="How often overdue notifications are looked for."
     )
+
+    # SLA
+    sla_rule_set: str = Field(
+        default="SGCC_INTERNAL", description="Active rule set: REG_2009, SGCC_INTERNAL…"
+    )
+    sla_rules_file: Path | None = Field(default=None, description="Extra rule sets (JSON, like infra/data).")
+    calendar_dir: Path | None = Field(default=None, description="Extra calendar years (one JSON per year).")
+    calendar_fallback_until: int | None = Field(
+        default=None, description="Count years after the data Monday-Friday until this year (logged)."
+    )
+    sla_tick_seconds: float = Field(default=30.0, gt=0, description="How often the SLA clock looks at time.")
 
     log_level: str = Field(default="INFO")
     log_json: bool | None = Field(default=None, description="JSON logs; unset: JSON unless on a TTY.")

@@ -1,0 +1,335 @@
+"""SLA clocks (时限计时) of one case, derived from its history (BRIEF §2.4).
+
+``SlaTracker`` follows a case's events and keeps its clocks in a JSON-ready ``state`` dict (so a read
+model can store it between events); ``read_clock`` evaluates one clock with the working-day calendar.
+
+Which clocks, and what starts and stops them:
+- ``SUPPLY_PLAN`` (stage clock): acceptance → plan replied to the customer; site survey and the internal
+  reviews run inside it. A customer's objection starts a new one (the utility must answer again).
+- ``DESIGN_REVIEW``, ``MID_INSPECTION``, ``COMPLETION_INSPECTION``: the customer's request (design
+  submitted, inspection requested, completion reported) → the result. A failed result stops the clock
+  (the utility answered); the customer's next request starts a new clock for the same stage.
+- ``CONNECTION``: completion inspection passed and contract signed (flows without inspection: contract
+  signed; 三零: acceptance with the contract) → energised.
+- ``REVIEW`` (one per department of a parallel plan review): requested → that department's answer; a
+  rejection by another department withdraws the others (the plan goes back to drafting).
+- ``CASE`` (whole case, when the rule set has a limit): acceptance → energised, customer time excluded
+  (waiting for the customer's documents, confirmation or works, and pauses).
+Customer-caused pauses stop every running clock's count. Rejections inside a utility stage and returns
+(退回) to an earlier step keep running clocks going: rework is utility time. Cancellation stops all.
+A stage without a limit in the rule set has no clock. Limits come from the rule-set version in force
+on the day the clock starts; each clock records that version and the calendar's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from domain.calendar import DAY_SECONDS, WorkingCalendar
+from domain.sla_rules import DEFAULT_LEVELS, RuleBook
+
+State = dict[str, Any]
+
+_COVERED = {"SUPPLY_PLAN": ("SITE_SURVEY", "SUPPLY_PLAN")}
+_UTILITY_STAGES = (
+    "SITE_SURVEY",
+    "SUPPLY_PLAN",
+    "DESIGN_REVIEW",
+    "MID_INSPECTION",
+    "COMPLETION_INSPECTION",
+    "CONTRACT",
+    "CONNECTION",
+)
+_CUSTOMER_ACTS = {
+    "SupplyPlanConfirmed",
+    "SupplyPlanObjected",
+    "DesignSubmitted",
+    "MidInspectionRequested",
+    "CompletionReported",
+}
+_REQUESTED = {
+    "DesignSubmitted": "DESIGN_REVIEW",
+    "MidInspectionRequested": "MID_INSPECTION",
+    "CompletionReported": "COMPLETION_INSPECTION",
+}
+_ANSWERED = {
+    "DesignReviewed": "DESIGN_REVIEW",
+    "MidInspectionRecorded": "MID_INSPECTION",
+    "CompletionInspected": "COMPLETION_INSPECTION",
+}
+
+
+@dataclass(frozen=True)
+class Fact:
+    """What the SLA needs of one case event."""
+
+    type: str
+    occurred_at: datetime
+    department: str
+    payload: Mapping[str, Any]
+
+
+class SlaTracker:
+    """Keeps one case's clocks in ``state`` as its events arrive."""
+
+    def __init__(self, rules: RuleBook, rule_set: str, calendar: WorkingCalendar, state: State | None = None):
+        self.rules = rules
+        self.rule_set = rule_set
+        self.calendar = calendar
+        self.state: State = state if state is not None else {"clocks": [], "holders": {}, "flags": {}}
+
+    # ---- events -------------------------------------------------------------------------------------
+
+    def apply(self, case_id: str, fact: Fact) -> None:
+        s, p, at = self.state, fact.payload, fact.occurred_at.isoformat()
+        kind = fact.type
+        if kind == "ApplicationSubmitted":
+            s.update(
+                case_id=case_id, category=p["category"], external=p["external_line_works"], route=p["route"]
+            )
+        elif kind == "ApplicationAccepted":
+            self._start("STAGE", "SUPPLY_PLAN", at)
+            self._start("CASE", "CASE", at)
+            if p.get("contract_signed_at_acceptance"):
+                s["flags"]["contract"] = True
+                self._maybe_start_connection(at)
+        elif kind == "StageOpened":
+            s["holders"][p["stage"]] = [p["department"], None]
+            self._rehold(at)
+        elif kind in ("HandlerAssigned", "HandlerReassigned"):
+            department = p.get("department") or s["holders"].get(p["stage"], [None])[0]
+            s["holders"][p["stage"]] = [department, p["handler"]["name"]]
+            self._rehold(at)
+        elif kind == "StageCompleted":
+            s["holders"].pop(p["stage"], None)
+            self._rehold(at)
+        elif kind == "PlanReviewsRequested":
+            for department in p["departments"]:
+                self._start("REVIEW", "SUPPLY_PLAN", at, department)
+        elif kind in ("PlanReviewApproved", "PlanReviewRejected"):
+            outcome = "APPROVED" if kind == "PlanReviewApproved" else "REJECTED"
+            self._stop(at, outcome, kind="REVIEW", department=p["department"])
+            if kind == "PlanReviewRejected":
+                self._stop(at, "WITHDRAWN", kind="REVIEW")
+        elif kind == "SupplyPlanReplied":
+            self._stop(at, "ANSWERED", kind="STAGE", stage="SUPPLY_PLAN")
+        elif kind == "SupplyPlanObjected":
+            self._start("STAGE", "SUPPLY_PLAN", at)
+        elif kind in _REQUESTED:
+            self._start("STAGE", _REQUESTED[kind], at)
+        elif kind in _ANSWERED:
+            passed = bool(p["passed"])
+            self._stop(at, "PASSED" if passed else "FAILED", kind="STAGE", stage=_ANSWERED[kind])
+            if kind == "CompletionInspected" and passed:
+                s["flags"]["inspection"] = True
+                self._maybe_start_connection(at)
+        elif kind == "ContractSigned":
+            s["flags"]["contract"] = True
+            self._maybe_start_connection(at)
+        elif kind == "Energised":
+            self._stop(at, "ENERGISED", kind="STAGE", stage="CONNECTION")
+            self._stop(at, "ENERGISED", kind="CASE")
+        elif kind == "CaseCancelled":
+            self._stop(at, "CANCELLED")
+        elif kind == "ClockPaused":
+            s["flags"]["paused"] = at
+            for clock in self.running():
+                clock["excluded"].append([at, None])
+        elif kind == "ClockResumed":
+            s["flags"].pop("paused", None)
+            self._end_exclusions(at, lambda clock: True)
+        elif kind == "CustomerStepAwaited":
+            for clock in self.running("CASE"):
+                if not clock["excluded"] or clock["excluded"][-1][1] is not None:
+                    clock["excluded"].append([at, None])
+        elif kind in _CUSTOMER_ACTS or (kind == "SupplementProvided" and not p.get("still_missing")):
+            if "paused" not in s["flags"]:
+                self._end_exclusions(at, lambda clock: clock["kind"] == "CASE")
+        elif kind == "SlaThresholdCrossed":
+            for clock in s["clocks"]:
+                if clock["id"] == p["clock_id"] and p["level"] not in clock["recorded"]:
+                    clock["recorded"].append(p["level"])
+
+    def running(self, kind: str | None = None) -> list[State]:
+        return [c for c in self.state["clocks"] if c["stopped_at"] is None and kind in (None, c["kind"])]
+
+    def _start(self, kind: str, stage: str, at: str, department: str | None = None) -> None:
+        s = self.state
+        if kind == "STAGE" and stage not in s.get("route", ()):
+            return
+        rules = self.rules.in_force(self.rule_set, datetime.fromisoformat(at).date())
+        if kind == "STAGE":
+            limit = rules.stage_limit(s["category"], stage)
+        elif kind == "REVIEW":
+            limit = rules.review_limit_days
+        else:
+            limit = rules.whole_case_limit(s["category"], s["external"])
+        if limit is None:
+            return
+        number = 1 + sum(
+            1 for c in s["clocks"] if (c["kind"], c["stage"], c["department"]) == (kind, stage, department)
+        )
+        clock: State = {
+            "id": f"{s['case_id']}:{kind}:{stage}{':' + department if department else ''}:{number}",
+            "kind": kind, "stage": stage, "department": department, "started_at": at, "stopped_at": None,
+            "outcome": None, "limit_days": limit, "rule_set": rules.name, "rule_version": rules.version,
+            "calendar_version": self.calendar.version, "excluded": [], "holdings": [], "recorded": [],
+        }  # fmt: skip
+        if "paused" in s["flags"]:
+            clock["excluded"].append([at, None])
+        s["clocks"].append(clock)
+        self._hold(clock, at)
+
+    def _maybe_start_connection(self, at: str) -> None:
+        flags = self.state["flags"]
+        needs_inspection = "COMPLETION_INSPECTION" in self.state.get("route", ())
+        started = any(c["stage"] == "CONNECTION" for c in self.state["clocks"])
+        if flags.get("contract") and (flags.get("inspection") or not needs_inspection) and not started:
+            self._start("STAGE", "CONNECTION", at)
+
+    def _stop(self, at: str, outcome: str, *, kind: str | None = None, **match: str) -> None:
+        for clock in self.running(kind):
+            if all(clock[key] == value for key, value in match.items()):
+                clock["stopped_at"], clock["outcome"] = at, outcome
+                for window in clock["excluded"]:
+                    window[1] = window[1] or at
+                if clock["holdings"] and clock["holdings"][-1][3] is None:
+                    clock["holdings"][-1][3] = at
+
+    def _end_exclusions(self, at: str, which: Any) -> None:
+        for clock in self.running():
+            if which(clock) and clock["excluded"] and clock["excluded"][-1][1] is None:
+                clock["excluded"][-1][1] = at
+
+    def _holder(self, clock: State) -> tuple[str | None, str | None]:
+        if clock["kind"] == "REVIEW":
+            return clock["department"], None
+        holders = self.state["holders"]
+        stages = (
+            _COVERED.get(clock["stage"], (clock["stage"],)) if clock["kind"] == "STAGE" else _UTILITY_STAGES
+        )
+        for stage in stages:
+            if stage in holders:
+                department, handler = holders[stage]
+                return department, handler
+        return None, None
+
+    def _hold(self, clock: State, at: str) -> None:
+        department, handler = self._holder(clock)
+        holdings = clock["holdings"]
+        if holdings and holdings[-1][3] is None:
+            if holdings[-1][:2] == [department, handler]:
+                return
+            holdings[-1][3] = at
+        if department is not None:
+            holdings.append([department, handler, at, None])
+
+    def _rehold(self, at: str) -> None:
+        for clock in self.running():
+            self._hold(clock, at)
+
+
+# ---- evaluation -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """When a clock reaches a warning level, and who held it then."""
+
+    level: str
+    share: float
+    at: datetime | None
+    """None: not reached yet because a customer pause is running, or never (the clock stopped first)."""
+    department: str | None
+    handler: str | None
+
+
+@dataclass(frozen=True)
+class ClockReading:
+    clock_id: str
+    elapsed_seconds: int
+    excluded_seconds: int
+    limit_seconds: int
+    share: float
+    deadline: datetime | None
+    on_time: bool | None
+    """Stopped clocks only: the answer came within the limit."""
+    crossings: tuple[Crossing, ...]
+
+
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def read_clock(
+    clock: State,
+    calendar: WorkingCalendar,
+    now: datetime,
+    levels: tuple[tuple[str, float], ...] = DEFAULT_LEVELS,
+) -> ClockReading:
+    """Elapsed working time (customer time excluded), share of the limit, deadline and level crossings.
+    ``deadline`` is None while a customer pause runs (it moves with the pause)."""
+    start = datetime.fromisoformat(clock["started_at"])
+    stopped = _parse(clock["stopped_at"])
+    end = stopped or now
+    limit = clock["limit_days"] * DAY_SECONDS
+    windows = [(datetime.fromisoformat(a), _parse(b)) for a, b in clock["excluded"]]
+
+    def excluded_until(moment: datetime) -> int:
+        total, covered = 0, start
+        for a, b in sorted(windows, key=lambda w: w[0]):
+            a, b = max(a, covered), min(b or moment, moment)
+            if b > a:
+                total += calendar.working_seconds(start, b) - calendar.working_seconds(start, a)
+                covered = b
+        return total
+
+    excluded = excluded_until(end)
+    elapsed = calendar.working_seconds(start, end) - excluded
+
+    def reached(target: int) -> datetime | None:
+        """When net elapsed time reaches ``target``; None while a running pause holds the clock."""
+        moment = calendar.instant_after(start, target)
+        for _ in range(len(windows) + 1):  # each round can only add the exclusions it newly passed
+            if any(b is None and a <= moment for a, b in windows):
+                return None
+            later = calendar.instant_after(start, target + excluded_until(moment))
+            if later == moment:
+                break
+            moment = later
+        return moment
+
+    crossings = []
+    for level, share in levels:
+        at = reached(round(limit * share))
+        if at is not None and stopped is not None and at > stopped:
+            at = None  # answered before reaching this level
+        department, handler = holder_at(clock, at or end)
+        crossings.append(Crossing(level, share, at, department, handler))
+    deadline = reached(limit)
+    return ClockReading(
+        clock["id"],
+        elapsed,
+        excluded,
+        limit,
+        elapsed / limit if limit else 0.0,
+        deadline,
+        (elapsed <= limit) if stopped is not None else None,
+        tuple(crossings),
+    )
+
+
+def holder_at(clock: State, moment: datetime) -> tuple[str | None, str | None]:
+    """The department and handler accountable for ``clock`` at ``moment``."""
+    held: tuple[str | None, str | None] = (None, None)
+    for department, handler, since, until in clock["holdings"]:
+        if datetime.fromisoformat(since) <= moment and (
+            until is None or moment < datetime.fromisoformat(until)
+        ):
+            return department, handler
+        if datetime.fromisoformat(since) <= moment:
+            held = (department, handler)
+    return held
