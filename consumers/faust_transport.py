@@ -23,7 +23,7 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms  # read when the consumer starts  # noqa: SLF001
+        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms  # read when the consumer starts
         return consumer
 
 

@@ -83,6 +83,25 @@ class CommandContext:
         }
 
 
+SLA_LEVELS = ("NOTICE", "WARNING", "BREACH")
+
+
+@dataclass(frozen=True)
+class SlaCrossing:
+    """A clock's level crossing as the SLA clock process found it (see ``domain.sla``)."""
+
+    clock_id: str
+    stage: str
+    level: str
+    share: float
+    crossed_at: datetime
+    department: str | None
+    handler: str | None
+    rule_set: str
+    rule_version: str
+    calendar_version: str
+
+
 @dataclass(frozen=True)
 class ApplicationDetails:
     """What the customer applies with (用电申请)."""
@@ -132,6 +151,10 @@ class Pause:
 def _notification_marks(case: Case) -> dict[str, str]:
     # Snapshots taken before notifications were acknowledged on the case lack the attribute.
     return getattr(case, "notification_marks", {})
+
+
+def _sla_marks(case: Case) -> list[str]:
+    return getattr(case, "sla_marks", [])  # snapshots from before SLA facts lack it
 
 
 def _mark_notification(case: Case, notification_id: str, mark: str) -> None:
@@ -236,6 +259,7 @@ class Case(Aggregate):
             case.complaints_filed = 0
             case.follow_up_score = None
             case.notification_marks = {}
+            case.sla_marks = []
 
     class StageOpened(Event):
         """环节已开启: a stage is now with ``department``."""
@@ -591,6 +615,27 @@ class Case(Aggregate):
             _mark_notification(case, self.notification_id, "ESCALATED")
             case.escalation_level = self.level
 
+    class SlaThresholdCrossed(Event):
+        """时限预警/超期: a clock reached a level (NOTICE 50 %, WARNING 80 %, BREACH 100 % by default).
+
+        ``crossed_at`` is when it happened, ``occurred_at`` when the SLA clock noticed; ``department`` and
+        ``handler`` held the clock at ``crossed_at``; the rule set and calendar versions make it replayable.
+        """
+
+        clock_id: str
+        stage: str
+        level: str
+        share: float
+        crossed_at: datetime
+        department: str | None
+        handler: str | None
+        rule_set: str
+        rule_version: str
+        calendar_version: str
+
+        def evolve(self, case: Case) -> None:
+            case.sla_marks = [*_sla_marks(case), f"{self.clock_id}/{self.level}"]
+
     # ---- state (assigned by ApplicationSubmitted.evolve) ---------------------------------------------
     # Declared for type checkers only: at run time the aggregate's __init__ must stay free of fields.
     if TYPE_CHECKING:
@@ -635,6 +680,7 @@ class Case(Aggregate):
         complaints_filed: int
         follow_up_score: int | None
         notification_marks: dict[str, str]
+        sla_marks: list[str]
         chain_head: str
         last_occurred_at: datetime
 
@@ -1192,6 +1238,21 @@ class Case(Aggregate):
                 "NOTIFICATION_ALREADY_HANDLED",
                 f"notification {notification_id} is already {marks[notification_id].lower()}",
             )
+
+    def record_sla_crossing(self, ctx: CommandContext, crossing: SlaCrossing) -> None:
+        """Record that a time-limit clock reached a level; each clock and level once, also after closing."""
+        self._check_common(ctx)
+        if crossing.level not in SLA_LEVELS:
+            raise _reject(
+                "SLA_LEVEL_UNKNOWN", f"level {crossing.level!r} is not one of {', '.join(SLA_LEVELS)}"
+            )
+        if f"{crossing.clock_id}/{crossing.level}" in _sla_marks(self):
+            raise _reject(
+                "SLA_ALREADY_RECORDED", f"{crossing.level} of clock {crossing.clock_id} is recorded"
+            )
+        if crossing.crossed_at > ctx.occurred_at:
+            raise _reject("SLA_NOT_YET_CROSSED", "a level cannot be recorded before it is reached")
+        self._record(Case.SlaThresholdCrossed, ctx, **dataclasses.asdict(crossing))
 
     def return_to_stage(self, ctx: CommandContext, target: Stage) -> None:
         """退回 (reason) to an earlier utility stage that already passed; later progress is undone."""

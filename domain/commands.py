@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from domain.case import ApplicationDetails, Case, CommandContext
+from domain.case import ApplicationDetails, Case, CommandContext, SlaCrossing
 from domain.hashchain import canonical
 from domain.vocabulary import Actor, Department, Stage
 
@@ -391,6 +391,16 @@ class EscalateNotification(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RecordSlaCrossing(Command):
+    """记录时限预警/超期 (issued by the SLA clock; the command id names the clock and level)."""
+
+    crossing: SlaCrossing
+
+    def execute(self, case: Case, ctx: CommandContext) -> None:
+        case.record_sla_crossing(ctx, self.crossing)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ReturnToStage(Command):
     """退回 (reason)."""
 
@@ -444,6 +454,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         EscalateCase,
         AcknowledgeNotification,
         EscalateNotification,
+        RecordSlaCrossing,
         ReturnToStage,
         CancelCase,
     )

@@ -9,6 +9,7 @@ from infra.demo import demo
 from infra.logging import configure_logging
 from infra.pipeline_cli import deadletters_app, projections_app, relay, schemas, status, worker
 from infra.settings import Settings
+from infra.sla_cli import kpi, responsibility, sla_app, sla_clock, whatif
 from infra.stack_cli import stack_app
 
 app = typer.Typer(
@@ -34,6 +35,11 @@ app.command()(relay)
 app.command()(worker)
 app.command()(status)
 app.command()(schemas)
+app.add_typer(sla_app, name="sla")
+app.command("sla-clock")(sla_clock)
+app.command()(kpi)
+app.command()(whatif)
+case_app.command()(responsibility)
 
 
 def main() -> None:

@@ -1,52 +1,52 @@
-"""Simple due-date estimates for read models until the SLA engine supplies statutory deadlines.
-
-Limits are the default rule set's working days (BRIEF §2.4, ``SGCC_INTERNAL``); a working day here is
-Monday to Friday in Asia/Shanghai — holidays and make-up days are ignored, which is why these are called
-estimates. The SLA issue replaces this module with the working-day calendar.
+"""Due dates and expected completion dates for read models, from the active rule set and the working-day
+calendar (``infra.sla_config``). Stages without a limit in the rule set count ``INTERNAL_STEP_DAYS``; the
+customer's own design and construction get a typical allowance. A date beyond the calendar data gives
+no estimate (None) rather than a guess.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, datetime, timedelta
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+from domain.calendar import SHANGHAI, CalendarDataMissingError
+from infra.sla_config import SlaConfig
 
-_HV = {"DESIGN_REVIEW": 10, "MID_INSPECTION": 5, "COMPLETION_INSPECTION": 5, "CONNECTION": 5}
-STAGE_LIMIT_DAYS: dict[str, dict[str, int]] = {
-    "RESIDENTIAL": {"SUPPLY_PLAN": 3, "CONNECTION": 3},
-    "LV_NON_RESIDENTIAL": {"SUPPLY_PLAN": 7, "CONNECTION": 5},
-    "HV_SINGLE": {"SUPPLY_PLAN": 15, **_HV},
-    "HV_DUAL": {"SUPPLY_PLAN": 30, **_HV},
-}
 INTERNAL_STEP_DAYS = 2
-"""Stages without a published limit (acceptance, survey, contract, archive…) and each parallel review."""
+"""Stages without a published limit (acceptance, survey, contract, archive…) when a rule set has none."""
 CUSTOMER_WORKS_DAYS = {"RESIDENTIAL": 0, "LV_NON_RESIDENTIAL": 10, "HV_SINGLE": 30, "HV_DUAL": 45}
 """A typical allowance for the customer's own design and construction, for the expected date only."""
 
 
-def stage_limit_days(category: str, stage: str) -> int:
-    return STAGE_LIMIT_DAYS.get(category, {}).get(stage, INTERNAL_STEP_DAYS)
+def stage_limit_days(config: SlaConfig, category: str, stage: str, on: date) -> int:
+    limit = config.rules.in_force(config.rule_set, on).stage_limit(category, stage)
+    return INTERNAL_STEP_DAYS if limit is None else limit
 
 
-def add_working_days(start: datetime, days: int) -> datetime:
-    """24:00 (Shanghai) of the ``days``-th weekday after ``start``'s day (the start day not counted)."""
-    day = start.astimezone(SHANGHAI).date()
-    weeks, remaining = divmod(days, 5)
-    day += timedelta(weeks=weeks)  # five weekdays are one calendar week from any day
-    while remaining > 0:
-        day += timedelta(days=1)
-        if day.weekday() < 5:
-            remaining -= 1
-    return datetime.combine(day + timedelta(days=1), time(), SHANGHAI)
+def review_limit_days(config: SlaConfig, on: date) -> int:
+    limit = config.rules.in_force(config.rule_set, on).review_limit_days
+    return INTERNAL_STEP_DAYS if limit is None else limit
 
 
-def expected_completion(category: str, route: list[str], from_stage: str, since: datetime) -> date:
+def due_after(config: SlaConfig, start: datetime, days: int) -> datetime | None:
+    """24:00 of the ``days``-th working day after ``start``'s day; None beyond the calendar data."""
+    try:
+        return config.calendar.deadline(start, days)
+    except CalendarDataMissingError:
+        return None
+
+
+def expected_completion(
+    config: SlaConfig, category: str, route: list[str], from_stage: str, since: datetime
+) -> date | None:
     """Energising date if the remaining stages of ``route`` from ``from_stage`` take their limits."""
+    on = since.astimezone(SHANGHAI).date()
     remaining = route[route.index(from_stage) :] if from_stage in route else route
     days = sum(
-        stage_limit_days(category, stage) for stage in remaining if stage not in ("ARCHIVE", "FOLLOW_UP")
+        stage_limit_days(config, category, stage, on)
+        for stage in remaining
+        if stage not in ("ARCHIVE", "FOLLOW_UP")
     )
     if "COMPLETION_INSPECTION" in remaining:
         days += CUSTOMER_WORKS_DAYS.get(category, 0)
-    return (add_working_days(since, days) - timedelta(seconds=1)).date()
+    deadline = due_after(config, since, days)
+    return (deadline - timedelta(seconds=1)).date() if deadline else None

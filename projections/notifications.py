@@ -13,11 +13,14 @@ Handing notifications to SMS/IM gateways is ``consumers.dispatcher``'s job; its 
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from domain.vocabulary import Department, Stage
 from infra.messages import CaseEventMessage
-from projections.estimates import INTERNAL_STEP_DAYS, add_working_days, stage_limit_days
+from infra.sla_config import SlaConfig
+from projections.estimates import INTERNAL_STEP_DAYS, due_after, review_limit_days, stage_limit_days
 from projections.model import CaseRows, Column, Row, Table
 
 _NAMESPACE = uuid5(NAMESPACE_URL, "https://yekuo.example/notifications")
@@ -70,6 +73,8 @@ def notification_id_for(case_id: UUID, version: int, recipient_kind: str, recipi
 
 
 class NotificationsProjection:
+    """Inboxes; due dates from the active rule set (``config``)."""
+
     name = "notifications"
     tables = (NOTIFICATIONS, CASE_FACTS)
     views = (
@@ -80,6 +85,9 @@ class NotificationsProjection:
         WHERE recipient_kind IN ('DEPARTMENT', 'SUPERVISOR') AND acknowledged_at IS NULL""",
     )
 
+    def __init__(self, config: SlaConfig) -> None:
+        self.config = config
+
     def apply(self, rows: CaseRows, event: CaseEventMessage) -> None:
         notes = rows.setdefault(NOTIFICATIONS.name, [])
         p = event.payload
@@ -89,37 +97,44 @@ class NotificationsProjection:
             ]
             return
         facts = rows[CASE_FACTS.name][0]
+        on = event.occurred_at.date()
+
+        def due(days: int) -> datetime | None:
+            return due_after(self.config, event.occurred_at, days)
+
+        def notify(
+            kind_of_recipient: str, recipient: str, kind: str, message: str, due_at: datetime | None
+        ) -> None:
+            notes.append(_notification(event, kind_of_recipient, recipient, kind, message, due_at))
+
+        number = event.case_number
         if event.type == "StageOpened" and p["department"] != event.actor.department:
-            days = stage_limit_days(facts["category"], p["stage"])
-            _notify(
-                notes,
-                event,
+            stage = Stage(p["stage"])
+            days = stage_limit_days(self.config, facts["category"], stage, on)
+            notify(
                 "DEPARTMENT",
                 p["department"],
                 "STAGE_ARRIVED",
-                f"案件 {event.case_number} 已转至本部门: {Stage(p['stage']).label}",
-                days,
+                f"案件 {number} 已转至本部门: {stage.label}",
+                due(days),
             )
         elif event.type == "HandlerReassigned" and p["department"] != event.actor.department:
-            _notify(
-                notes,
-                event,
+            stage = Stage(p["stage"])
+            notify(
                 "DEPARTMENT",
                 p["department"],
                 "REASSIGNED",
-                f"案件 {event.case_number} 已改派至本部门: {Stage(p['stage']).label}",
-                INTERNAL_STEP_DAYS,
+                f"案件 {number} 已改派至本部门: {stage.label}",
+                due(INTERNAL_STEP_DAYS),
             )
         elif event.type == "PlanReviewsRequested":
             for department in p["departments"]:
-                _notify(
-                    notes,
-                    event,
+                notify(
                     "DEPARTMENT",
                     department,
                     "REVIEW_REQUESTED",
-                    f"案件 {event.case_number} 供电方案请会签",
-                    INTERNAL_STEP_DAYS,
+                    f"案件 {number} 供电方案请会签",
+                    due(review_limit_days(self.config, on)),
                 )
         elif event.type == "NotificationAcknowledged":
             for note in _find(notes, p["notification_id"]):
@@ -127,56 +142,61 @@ class NotificationsProjection:
         elif event.type == "NotificationEscalated":
             for note in _find(notes, p["notification_id"]):
                 note["escalated_at"] = event.occurred_at
-                _notify(
-                    notes,
-                    event,
+                label = Department(p["department"]).label
+                notify(
                     "SUPERVISOR",
                     p["department"],
                     "ESCALATED",
-                    f"督办: {Department(p['department']).label} 未及时确认 — {note['message']}",
+                    f"督办: {label} 未及时确认 — {note['message']}",
                     None,
                 )
+        elif event.type == "SlaThresholdCrossed" and p["department"] in Department.__members__:
+            self._sla(notify, p, number)
         if event.type in CUSTOMER_MILESTONES:
-            _notify(
-                notes,
-                event,
+            notify(
                 "CUSTOMER",
                 facts["customer_ref"],
                 event.type,
-                f"{CUSTOMER_MILESTONES[event.type]} (工单 {event.case_number})",
+                f"{CUSTOMER_MILESTONES[event.type]} (工单 {number})",
                 None,
             )
+
+    @staticmethod
+    def _sla(notify: Any, p: dict[str, Any], number: str) -> None:
+        """Notice → the holding department; warning (80 %) → also its supervisor; breach → both."""
+        stage = Stage(p["stage"]).label
+        holder = f"{Department(p['department']).label}{' ' + p['handler'] if p['handler'] else ''}"
+        words = {"NOTICE": "时限过半", "WARNING": "时限预警", "BREACH": "已超期"}[p["level"]]
+        message = f"{words}: 案件 {number} {stage} (责任: {holder})"
+        notify("DEPARTMENT", p["department"], f"SLA_{p['level']}", message, None)
+        if p["level"] in ("WARNING", "BREACH"):
+            notify("SUPERVISOR", p["department"], f"SLA_{p['level']}", message, None)
 
 
 def _find(notes: list[Row], notification_id: str) -> list[Row]:
     return [note for note in notes if str(note["notification_id"]) == notification_id]
 
 
-def _notify(
-    notes: list[Row],
+def _notification(
     event: CaseEventMessage,
     recipient_kind: str,
     recipient: str,
     kind: str,
     message: str,
-    due_in_days: int | None,
-) -> None:
-    notes.append(
-        {
-            "notification_id": notification_id_for(
-                event.case_id, event.case_version, recipient_kind, recipient
-            ),
-            "case_id": event.case_id,
-            "case_number": event.case_number,
-            "case_version": event.case_version,
-            "recipient_kind": recipient_kind,
-            "recipient": recipient,
-            "kind": kind,
-            "message": message,
-            "due_at": add_working_days(event.occurred_at, due_in_days) if due_in_days is not None else None,
-            "created_at": event.occurred_at,
-            "acknowledged_at": None,
-            "acknowledged_by": None,
-            "escalated_at": None,
-        }
-    )
+    due_at: datetime | None,
+) -> Row:
+    return {
+        "notification_id": notification_id_for(event.case_id, event.case_version, recipient_kind, recipient),
+        "case_id": event.case_id,
+        "case_number": event.case_number,
+        "case_version": event.case_version,
+        "recipient_kind": recipient_kind,
+        "recipient": recipient,
+        "kind": kind,
+        "message": message,
+        "due_at": due_at,
+        "created_at": event.occurred_at,
+        "acknowledged_at": None,
+        "acknowledged_by": None,
+        "escalated_at": None,
+    }

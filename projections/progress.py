@@ -11,10 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from domain.calendar import SHANGHAI
 from domain.privacy import mask_name
 from domain.vocabulary import CaseStatus, Category, CustomerStep, Department, Stage
 from infra.messages import CaseEventMessage
-from projections.estimates import SHANGHAI, expected_completion
+from infra.sla_config import SlaConfig
+from projections.estimates import expected_completion
 from projections.model import CaseRows, Column, Row, Table
 
 TABLE = Table(
@@ -69,6 +71,8 @@ CLOSED_WORDS = {
 
 
 class ProgressProjection:
+    """Progress lookup; expected completion dates from the active rule set (``config``)."""
+
     name = "progress"
     tables = (TABLE,)
     views = (
@@ -77,9 +81,13 @@ class ProgressProjection:
         "FROM case_progress",
     )
 
+    def __init__(self, config: SlaConfig) -> None:
+        self.config = config
+
     def apply(self, rows: CaseRows, event: CaseEventMessage) -> None:
         if event.type == "ApplicationSubmitted":
             rows[TABLE.name] = [_new_row(event)]
+            _estimate(self.config, rows[TABLE.name][0], event.occurred_at)
             return
         row = rows[TABLE.name][0]
         p = event.payload
@@ -90,7 +98,7 @@ class ProgressProjection:
         row["updated_at"] = event.recorded_at
         row["next_step"] = _next_step(row)
         if event.type in _REESTIMATE:
-            _estimate(row, event.occurred_at)
+            _estimate(self.config, row, event.occurred_at)
 
 
 _REESTIMATE = frozenset(
@@ -123,7 +131,6 @@ def _new_row(event: CaseEventMessage) -> Row:
         "updated_at": event.recorded_at,
     }
     row["next_step"] = _next_step(row)
-    _estimate(row, event.occurred_at)
     return row
 
 
@@ -232,7 +239,7 @@ def _next_step(row: Row) -> str:
     return "供电公司正在处理"
 
 
-def _estimate(row: Row, now: datetime) -> None:
+def _estimate(config: SlaConfig, row: Row, now: datetime) -> None:
     if row["status"] in (CaseStatus.ENERGISED, CaseStatus.COMPLETED, CaseStatus.CANCELLED):
         row["expected_completion"] = (
             row["energised_at"].astimezone(SHANGHAI).date() if row["energised_at"] else None
@@ -240,4 +247,4 @@ def _estimate(row: Row, now: datetime) -> None:
         return
     stages = [s["stage"] for s in row["current_stages"]] or [Stage.APPLICATION.value]
     earliest = min(stages, key=lambda s: Stage(s).position)
-    row["expected_completion"] = expected_completion(row["category"], row["route"], earliest, now)
+    row["expected_completion"] = expected_completion(config, row["category"], row["route"], earliest, now)

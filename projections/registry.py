@@ -1,22 +1,41 @@
-"""Every read model by name."""
+"""Every read model by name, configured with the SLA's rule set and calendar."""
 
 from __future__ import annotations
 
+import functools
+
+from infra.sla_config import SlaConfig, sla_config
 from projections.model import Projection
 from projections.notifications import NotificationsProjection
 from projections.progress import ProgressProjection
+from projections.sla import SlaProjection
 from projections.workload import WorkloadProjection
 
-PROJECTIONS: dict[str, Projection] = {
-    p.name: p for p in (ProgressProjection(), WorkloadProjection(), NotificationsProjection())
-}
+NAMES = ("progress", "workload", "notifications", "sla")
+
+
+def build(config: SlaConfig) -> dict[str, Projection]:
+    """The projections under ``config`` (what-if replays build them under another rule set)."""
+    projections: list[Projection] = [
+        ProgressProjection(config),
+        WorkloadProjection(),
+        NotificationsProjection(config),
+        SlaProjection(config),
+    ]
+    return {p.name: p for p in projections}
+
+
+@functools.cache
+def _default() -> dict[str, Projection]:
+    return build(sla_config())
 
 
 def select(names: list[str] | None = None) -> list[Projection]:
     """The named projections (all when ``names`` is empty); an unknown name is an error."""
+    projections = _default()
     if not names:
-        return list(PROJECTIONS.values())
-    unknown = sorted(set(names) - set(PROJECTIONS))
+        return list(projections.values())
+    unknown = sorted(set(names) - set(projections))
     if unknown:
-        raise KeyError(f"unknown projection(s) {', '.join(unknown)}; known: {', '.join(PROJECTIONS)}")
-    return [PROJECTIONS[name] for name in names]
+        raise KeyError(f"unknown projection(s) {', '.join(unknown)}; known: {', '.join(projections)}")
+    return [projections[name] for name in names]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from domain.case import Case, CommandContext
+from domain.case import Case, CommandContext, SlaCrossing
 from domain.commands import (
     ArchiveCase,
     CompleteSiteSurvey,
@@ -350,6 +350,13 @@ def _provoke(
     return run
 
 
+def _crossing(clock: Clock, level: str, hours: int = -1) -> SlaCrossing:
+    return SlaCrossing(
+        "c:STAGE:SUPPLY_PLAN:1", "SUPPLY_PLAN", level, 1.0, clock.now + timedelta(hours=hours), "MARKETING",
+        None, "SGCC_INTERNAL", "2020.1", "CN-test",
+    )  # fmt: skip
+
+
 def _fresh() -> tuple[Case, Clock]:
     clock = Clock()
     return new_case(clock=clock), clock
@@ -392,6 +399,16 @@ RULES: dict[str, Callable[[], object]] = {
         lambda: _at(ReplySupplyPlan), lambda case, c: case.confirm_plan(c.ctx(CUSTOMER))
     ),
     "REASON_REQUIRED": _provoke(_fresh, lambda case, c: case.cancel(c.ctx(CLERK))),
+    "SLA_LEVEL_UNKNOWN": _provoke(
+        _fresh, lambda case, c: case.record_sla_crossing(c.ctx(CLERK), _crossing(c, "RED"))
+    ),
+    "SLA_ALREADY_RECORDED": _provoke(
+        _fresh,
+        lambda case, c: [case.record_sla_crossing(c.ctx(CLERK), _crossing(c, "BREACH")) for _ in range(2)],
+    ),
+    "SLA_NOT_YET_CROSSED": _provoke(
+        _fresh, lambda case, c: case.record_sla_crossing(c.ctx(CLERK), _crossing(c, "BREACH", hours=1))
+    ),
     "NOTIFICATION_ID_REQUIRED": _provoke(
         _fresh, lambda case, c: case.acknowledge_notification(c.ctx(SURVEYOR), " ")
     ),

@@ -14,15 +14,18 @@ from domain.commands import CompleteSiteSurvey, ConfirmSupplyPlan
 from domain.privacy import mask_id_number, mask_name, mask_personal_data, mask_phone
 from domain.vocabulary import Actor
 from infra.messages import CaseEventMessage, case_event_message, json_schema_documents
-from projections.estimates import add_working_days
+from infra.settings import Settings
+from infra.sla_config import sla_config
+from projections.estimates import due_after
 from projections.model import CaseState
 from projections.notifications import NotificationsProjection
 from projections.progress import ProgressProjection
-from projections.registry import PROJECTIONS, select
+from projections.registry import NAMES, select
 from projections.workload import WorkloadProjection
 from tests.unit.case_builders import before, walk
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+CONFIG = sla_config(Settings())
 
 
 def messages_of(case: Case) -> list[CaseEventMessage]:
@@ -44,7 +47,7 @@ def test_a_completed_case_shows_its_whole_timeline_and_no_open_work(category: st
     case, _ = walk(category)
     messages = messages_of(case)
 
-    progress = project(ProgressProjection(), messages).rows["case_progress"][0]
+    progress = project(ProgressProjection(CONFIG), messages).rows["case_progress"][0]
     workload = project(WorkloadProjection(), messages).rows["work_items"]
 
     assert progress["status"] == "COMPLETED" and progress["current_stages"] == []
@@ -57,7 +60,7 @@ def test_a_completed_case_shows_its_whole_timeline_and_no_open_work(category: st
 
 def test_progress_speaks_to_the_customer_while_the_case_waits_for_them() -> None:
     case, _ = before(ConfirmSupplyPlan, "LV_NON_RESIDENTIAL")
-    row = project(ProgressProjection(), messages_of(case)).rows["case_progress"][0]
+    row = project(ProgressProjection(CONFIG), messages_of(case)).rows["case_progress"][0]
 
     assert row["awaiting_customer"] == "CONFIRM_PLAN"
     assert row["next_step"] == "请确认供电方案"
@@ -68,8 +71,8 @@ def test_progress_speaks_to_the_customer_while_the_case_waits_for_them() -> None
 def test_a_redelivered_event_changes_nothing() -> None:
     case, _ = walk("RESIDENTIAL")
     messages = messages_of(case)
-    once = project(NotificationsProjection(), messages)
-    twice = project(NotificationsProjection(), messages + messages[3:9])
+    once = project(NotificationsProjection(CONFIG), messages)
+    twice = project(NotificationsProjection(CONFIG), messages + messages[3:9])
 
     assert twice.rows == once.rows and twice.version == once.version == len(messages)
 
@@ -96,7 +99,7 @@ def test_a_reassignment_closes_one_work_item_and_opens_another_for_the_new_holde
 
 def test_notifications_reach_other_departments_and_the_customer_once_per_fact() -> None:
     case, _ = walk("HV_SINGLE")
-    notes = project(NotificationsProjection(), messages_of(case)).rows["notifications"]
+    notes = project(NotificationsProjection(CONFIG), messages_of(case)).rows["notifications"]
 
     ids = [n["notification_id"] for n in notes]
     assert len(ids) == len(set(ids))
@@ -114,12 +117,12 @@ def test_notifications_reach_other_departments_and_the_customer_once_per_fact() 
 def test_an_escalated_notification_is_marked_and_goes_to_the_supervisor() -> None:
     case, clock = before(CompleteSiteSurvey)
     messages = messages_of(case)
-    first = project(NotificationsProjection(), messages)
+    first = project(NotificationsProjection(CONFIG), messages)
     note = next(n for n in first.rows["notifications"] if n["recipient"] == "OPERATIONS")
     case.escalate_notification(
         clock.ctx(Actor("sys", "督办", "SYSTEM"), "超时"), str(note["notification_id"]), "OPERATIONS"
     )
-    notes = project(NotificationsProjection(), messages + messages_of(case)).rows["notifications"]
+    notes = project(NotificationsProjection(CONFIG), messages + messages_of(case)).rows["notifications"]
 
     escalated = next(n for n in notes if n["notification_id"] == note["notification_id"])
     supervisor = [n for n in notes if n["recipient_kind"] == "SUPERVISOR"]
@@ -146,11 +149,11 @@ def test_masks_keep_only_what_a_customer_needs_to_recognise() -> None:
     }
 
 
-def test_due_dates_skip_weekends_and_end_at_midnight_shanghai() -> None:
+def test_due_dates_follow_the_working_day_calendar_and_beyond_its_data_there_is_none() -> None:
     friday = datetime(2025, 9, 26, 15, 0, tzinfo=SHANGHAI)
 
-    assert add_working_days(friday, 3) == datetime(2025, 10, 2, 0, 0, tzinfo=SHANGHAI)  # Mon, Tue, Wed
-    assert add_working_days(friday, 0) == datetime(2025, 9, 27, 0, 0, tzinfo=SHANGHAI)
+    assert due_after(CONFIG, friday, 3) == datetime(2025, 10, 1, 0, 0, tzinfo=SHANGHAI)  # Sun 9-28 is worked
+    assert due_after(CONFIG, datetime(2026, 12, 30, tzinfo=SHANGHAI), 5) is None
 
 
 def test_the_published_json_schemas_in_docs_are_current() -> None:
@@ -161,7 +164,7 @@ def test_the_published_json_schemas_in_docs_are_current() -> None:
 
 
 def test_projections_are_selected_by_name() -> None:
-    assert [p.name for p in select()] == list(PROJECTIONS)
+    assert [p.name for p in select()] == list(NAMES)
     assert [p.name for p in select(["workload"])] == ["workload"]
     with pytest.raises(KeyError, match="unknown projection"):
         select(["nope"])

@@ -1,0 +1,204 @@
+"""SLA read model (时限监控): every clock with its deadline and level crossings, and the recorded warnings
+and breaches by department, handler, stage, category and period.
+
+The clocks come from ``domain.sla.SlaTracker`` (its state is kept per case in ``sla_case_state``). For
+each clock the row holds what does not depend on the current time: start, stop, limit, deadline, and
+the instant each level is (or was) reached with who held the clock then — so the SLA clock process only
+selects ``next_due_at <= now``. Shares used "now" are computed by the reports with the calendar.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from domain.calendar import CalendarDataMissingError
+from domain.sla import Fact, SlaTracker, read_clock
+from infra.messages import CaseEventMessage
+from infra.sla_config import SlaConfig
+from projections.model import CaseRows, Column, Row, Table
+
+STATE = Table(
+    "sla_case_state",
+    (Column("case_id", "uuid NOT NULL"), Column("state", "jsonb NOT NULL", json=True)),
+    ("case_id",),
+)
+CLOCKS = Table(
+    "sla_clocks",
+    (
+        Column("clock_id", "text NOT NULL"),
+        Column("case_id", "uuid NOT NULL"),
+        Column("case_number", "text NOT NULL"),
+        Column("category", "text NOT NULL"),
+        Column("kind", "text NOT NULL"),
+        Column("stage", "text NOT NULL"),
+        Column("review_department", "text"),
+        Column("started_at", "timestamptz NOT NULL"),
+        Column("stopped_at", "timestamptz"),
+        Column("outcome", "text"),
+        Column("limit_days", "int NOT NULL"),
+        Column("deadline_at", "timestamptz"),
+        Column("paused", "boolean NOT NULL"),
+        Column("elapsed_seconds", "bigint"),
+        Column("excluded_seconds", "bigint"),
+        Column("on_time", "boolean"),
+        Column("holder_department", "text"),
+        Column("holder_handler", "text"),
+        Column("crossings", "jsonb NOT NULL", json=True),
+        Column("recorded_levels", "jsonb NOT NULL", json=True),
+        Column("next_due_at", "timestamptz"),
+        Column("next_level", "text"),
+        Column("calendar_missing", "boolean NOT NULL"),
+        Column("rule_set", "text NOT NULL"),
+        Column("rule_version", "text NOT NULL"),
+        Column("calendar_version", "text NOT NULL"),
+    ),
+    ("clock_id",),
+    indexes=(("next_due_at",), ("stopped_at",)),
+)
+CROSSINGS = Table(
+    "sla_crossings",
+    (
+        Column("clock_id", "text NOT NULL"),
+        Column("level", "text NOT NULL"),
+        Column("case_id", "uuid NOT NULL"),
+        Column("case_number", "text NOT NULL"),
+        Column("category", "text NOT NULL"),
+        Column("kind", "text NOT NULL"),
+        Column("stage", "text NOT NULL"),
+        Column("share", "double precision NOT NULL"),
+        Column("crossed_at", "timestamptz NOT NULL"),
+        Column("detected_at", "timestamptz NOT NULL"),
+        Column("department", "text"),
+        Column("handler", "text"),
+        Column("rule_set", "text NOT NULL"),
+        Column("rule_version", "text NOT NULL"),
+        Column("calendar_version", "text NOT NULL"),
+    ),
+    ("clock_id", "level"),
+    indexes=(("level", "crossed_at"),),
+)
+
+VIEWS = (
+    """CREATE OR REPLACE VIEW sla_open_clocks AS
+    SELECT clock_id, case_number, category, kind, stage, review_department, started_at, limit_days,
+           deadline_at, paused, holder_department, holder_handler, next_level, next_due_at, rule_set,
+           rule_version
+    FROM sla_clocks WHERE stopped_at IS NULL""",
+    """CREATE OR REPLACE VIEW sla_breaches_by_department AS
+    SELECT department, stage, category, (crossed_at AT TIME ZONE 'Asia/Shanghai')::date AS day,
+           count(*) AS breaches
+    FROM sla_crossings WHERE level = 'BREACH' GROUP BY department, stage, category, day""",
+)
+
+
+class SlaProjection:
+    name = "sla"
+    tables = (STATE, CLOCKS, CROSSINGS)
+    views = VIEWS
+
+    def __init__(self, config: SlaConfig) -> None:
+        self.config = config
+
+    def apply(self, rows: CaseRows, event: CaseEventMessage) -> None:
+        states = rows.setdefault(STATE.name, [])
+        if not states:
+            states.append({"case_id": event.case_id, "state": {"clocks": [], "holders": {}, "flags": {}}})
+        state = states[0]["state"]
+        tracker = SlaTracker(self.config.rules, self.config.rule_set, self.config.calendar, state)
+        tracker.apply(str(event.case_id), fact_of(event))
+        if event.type == "SlaThresholdCrossed":
+            rows.setdefault(CROSSINGS.name, []).append(_crossing_row(event, state))
+        rows[CLOCKS.name] = [_clock_row(event, state, clock, self.config) for clock in state["clocks"]]
+
+
+def fact_of(event: CaseEventMessage) -> Fact:
+    """What the SLA needs of a published case event."""
+    return Fact(event.type, event.occurred_at, event.actor.department, event.payload)
+
+
+def _crossing_row(event: CaseEventMessage, state: dict[str, Any]) -> Row:
+    p = event.payload
+    clock = next((c for c in state["clocks"] if c["id"] == p["clock_id"]), None)
+    return {
+        "clock_id": p["clock_id"],
+        "level": p["level"],
+        "case_id": event.case_id,
+        "case_number": event.case_number,
+        "category": state.get("category", ""),
+        "kind": clock["kind"] if clock else "STAGE",
+        "stage": p["stage"],
+        "share": p["share"],
+        "crossed_at": datetime.fromisoformat(p["crossed_at"]),
+        "detected_at": event.occurred_at,
+        "department": p["department"],
+        "handler": p["handler"],
+        "rule_set": p["rule_set"],
+        "rule_version": p["rule_version"],
+        "calendar_version": p["calendar_version"],
+    }
+
+
+def _clock_row_base(event: CaseEventMessage, state: dict[str, Any], clock: dict[str, Any]) -> Row:
+    return {
+        "clock_id": clock["id"],
+        "case_id": event.case_id,
+        "case_number": event.case_number,
+        "category": state["category"],
+        "kind": clock["kind"],
+        "stage": clock["stage"],
+        "review_department": clock["department"],
+        "started_at": datetime.fromisoformat(clock["started_at"]),
+        "stopped_at": datetime.fromisoformat(clock["stopped_at"]) if clock["stopped_at"] else None,
+        "outcome": clock["outcome"],
+        "limit_days": clock["limit_days"],
+        "paused": bool(clock["excluded"] and clock["excluded"][-1][1] is None),
+        "recorded_levels": sorted(clock["recorded"]),
+        "rule_set": clock["rule_set"],
+        "rule_version": clock["rule_version"],
+        "calendar_version": clock["calendar_version"],
+    }
+
+
+def _unknown(row: Row) -> Row:
+    """A clock whose deadline lies beyond the calendar data: shown, never guessed."""
+    row.update(dict.fromkeys(("deadline_at", "elapsed_seconds", "excluded_seconds", "on_time"), None))
+    row.update(holder_department=None, holder_handler=None, crossings=[], next_due_at=None, next_level=None)
+    row["calendar_missing"] = True
+    return row
+
+
+def _clock_row(
+    event: CaseEventMessage, state: dict[str, Any], clock: dict[str, Any], config: SlaConfig
+) -> Row:
+    row = _clock_row_base(event, state, clock)
+    try:
+        rules = config.rules.in_force(clock["rule_set"], datetime.fromisoformat(clock["started_at"]).date())
+        reading = read_clock(clock, config.calendar, event.occurred_at, rules.levels)
+    except CalendarDataMissingError:
+        return _unknown(row)
+    stopped = clock["stopped_at"] is not None
+    pending = [c for c in reading.crossings if c.at is not None and c.level not in clock["recorded"]]
+    last = clock["holdings"][-1] if clock["holdings"] else [None, None]
+    row.update(
+        deadline_at=reading.deadline,
+        elapsed_seconds=reading.elapsed_seconds if stopped else None,
+        excluded_seconds=reading.excluded_seconds if stopped else None,
+        on_time=reading.on_time,
+        holder_department=last[0],
+        holder_handler=last[1],
+        crossings=[
+            {
+                "level": c.level,
+                "share": c.share,
+                "at": c.at.isoformat() if c.at else None,
+                "department": c.department,
+                "handler": c.handler,
+            }
+            for c in reading.crossings
+        ],
+        next_due_at=pending[0].at if pending else None,
+        next_level=pending[0].level if pending else None,
+        calendar_missing=False,
+    )
+    return row
