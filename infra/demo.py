@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from consumers.relay import Relay
-from domain.vocabulary import Department
+from consumers.sla_clock import SlaClock
+from domain.vocabulary import Department, Stage
 from infra.bootstrap import build_case_application
 from infra.case_cli import history_table
 from infra.pipeline_cli import consumer_lag
@@ -64,6 +65,7 @@ def demo(
     broken: list[str] = []
     try:
         finals: dict[UUID, int | None] = {}
+        numbers: dict[UUID, str] = {}
         events = 0
         for category, fast_track in CATEGORIES_FOR_DEMO:
             case_number = f"YK-DEMO-{category}{'-FAST' if fast_track else ''}"
@@ -73,6 +75,7 @@ def demo(
                     console.print(f"sample command rejected: {outcome.rule}: {outcome.message}")
                     raise typer.Exit(1)
             finals[command.case_id] = outcome.case_version
+            numbers[command.case_id] = case_number
             console.print(history_table(app, case_number))
             verdict = app.verify(case_number)
             events += verdict.events_checked
@@ -86,6 +89,10 @@ def demo(
             f"summary: {len(CATEGORIES_FOR_DEMO)} cases, {events} events, "
             f"{'all hash chains intact' if not broken else 'broken chains: ' + ', '.join(broken)}\n"
         )
+        _wait_for_read_models(console, endpoints.database_url, finals, worker)
+        ticked = SlaClock(app, endpoints.database_url).tick()
+        console.print(f"SLA clock tick: {ticked['recorded']} level crossings recorded as case facts")
+        finals = {case_id: app.get_case(number).version for case_id, number in numbers.items()}
         _wait_for_read_models(console, endpoints.database_url, finals, worker)
         _show_read_models(console, endpoints.database_url)
     finally:
@@ -160,6 +167,18 @@ def _show_read_models(console: Console, database_url: str) -> None:
         ):
             notes.add_row(*(str(value) for value in row))
         console.print(notes)
+        clocks = Table(title="时限 SLA (sla_clocks)")
+        for column in ("工单", "时钟", "期限(工作日)", "用时(工作日)", "结论", "规则"):
+            clocks.add_column(column)
+        for number, kind, stage, review, limit, elapsed, on_time, rule in conn.execute(
+            "SELECT case_number, kind, stage, review_department, limit_days, elapsed_seconds, on_time, "
+            "rule_set || '@' || rule_version FROM sla_clocks ORDER BY case_number, started_at"
+        ):
+            name = f"{Stage(stage).label}{' 会签 ' + Department(review).label if review else ''}"
+            verdict = "在途" if on_time is None else "按时" if on_time else "超期"
+            days = "" if elapsed is None else f"{elapsed / 86400:.2f}"
+            clocks.add_row(number, f"{name} ({kind})", str(limit), days, verdict, rule)
+        console.print(clocks)
         for group, figures in consumer_lag(conn).items():
             console.print(
                 f"consumer {group}: {figures['consumed']} of {figures['published']} events applied, "

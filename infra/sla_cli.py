@@ -51,6 +51,12 @@ def _label(value: str | None, enum: Any) -> str:
     return enum[value].label if value in enum.__members__ else value
 
 
+def _levels(config: SlaConfig, clock: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+    """The warning levels of the rule-set version the clock was started under."""
+    started = datetime.fromisoformat(clock["started_at"]).date()
+    return config.rules.in_force(clock["rule_set"], started).levels
+
+
 def _database_url() -> str:
     return endpoints(Settings(), ("postgres",)).database_url
 
@@ -101,7 +107,7 @@ def open_clocks(now: str | None = NowOption, limit: int = typer.Option(50)) -> N
         table.add_column(column)
     for state, clock_id in rows:
         clock = next(c for c in state["clocks"] if c["id"] == clock_id)
-        reading = read_clock(clock, config.calendar, moment)
+        reading = read_clock(clock, config.calendar, moment, _levels(config, clock))
         department, handler = holder_at(clock, moment)
         deadline = f"{reading.deadline.astimezone(SHANGHAI):%Y-%m-%d %H:%M}" if reading.deadline else "暂停中"
         table.add_row(
@@ -281,7 +287,7 @@ def responsibility(case_number: str, now: str | None = NowOption) -> None:
     for column in ("时钟", "期限", "用时", "客户时间", "结论", "过半", "预警80%", "超期", "记录"):
         table.add_column(column)
     for clock in tracker.state["clocks"]:
-        reading = read_clock(clock, config.calendar, moment)
+        reading = read_clock(clock, config.calendar, moment, _levels(config, clock))
         customer += reading.excluded_seconds if clock["kind"] == "CASE" else 0
         for department, handler, since, until in clock["holdings"]:
             if clock["kind"] == "STAGE":
@@ -387,9 +393,17 @@ def compare(
             if not first <= datetime.fromisoformat(clock["started_at"]).astimezone(SHANGHAI).date() <= last:
                 continue
             report.clocks += 1
-            mine = read_clock(active[clock_id], config.calendar, now) if clock_id in active else None
+            mine = (
+                read_clock(active[clock_id], config.calendar, now, _levels(config, active[clock_id]))
+                if clock_id in active
+                else None
+            )
             theirs = (
-                read_clock(alternative[clock_id], config.calendar, now) if clock_id in alternative else None
+                read_clock(
+                    alternative[clock_id], config.calendar, now, _levels(config, alternative[clock_id])
+                )
+                if clock_id in alternative
+                else None
             )
             if _verdict(mine) != _verdict(theirs):
                 department = holder_at(clock, (mine or theirs).crossings[-1].at or now)[0] or ""  # type: ignore[union-attr]
