@@ -39,6 +39,7 @@ from consumers.sla_clock import SlaClock
 from domain.commands import SubmitApplication
 from infra.bootstrap import build_case_application
 from infra.event_log import CaseEventLog
+from infra.logging import configure_logging
 from infra.sample_cases import CATEGORIES_FOR_DEMO, sample_walk
 from infra.settings import Settings
 from infra.sla_cli import compare
@@ -119,6 +120,7 @@ def whatif(app: Any) -> dict[str, Any]:
         "cases": len(histories),
         "clocks": report.clocks,
         "verdicts_changed": len(report.changed),
+        "clocks_with_a_limit_in_one_set_only": sum(report.limit_only_in_one.values()),
         "seconds_reading": round(read, 2),
         "seconds": round(seconds, 2),
         "per_second": round(events / seconds),
@@ -191,6 +193,7 @@ def scan(database_url: str) -> dict[str, Any]:
 
 
 def main() -> None:
+    configure_logging("INFO", json=False)  # to stderr: stdout is the JSON result
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

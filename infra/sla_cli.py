@@ -361,7 +361,10 @@ def whatif(
 class WhatIf:
     clocks: int = 0
     changed: list[tuple[str, str, str, str, str, float, float]] = field(default_factory=list)
-    """(case number, stage, department, verdict under the active set, under the other, share, other share)"""
+    """(case number, stage, department, verdict under the active set, under the other, share, other share)
+    for clocks that exist under both sets"""
+    limit_only_in_one: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    """clocks that exist under one set only (the other has no limit for that stage), by set and stage"""
 
 
 def _verdict(reading: Any) -> str:
@@ -393,6 +396,10 @@ def compare(
             if not first <= datetime.fromisoformat(clock["started_at"]).astimezone(SHANGHAI).date() <= last:
                 continue
             report.clocks += 1
+            if (clock_id in active) != (clock_id in alternative):
+                owner = config.rule_set if clock_id in active else other
+                report.limit_only_in_one[f"{owner}: {clock['kind']} {clock['stage']}"] += 1
+                continue
             mine = (
                 read_clock(active[clock_id], config.calendar, now, _levels(config, active[clock_id]))
                 if clock_id in active
@@ -423,7 +430,8 @@ def compare(
 
 def _print_whatif(report: WhatIf, active: str, other: str) -> None:
     table = Table(
-        title=f"假设分析 what-if: {active} → {other} ({len(report.changed)} of {report.clocks} clocks change)"
+        title=f"假设分析 what-if: {active} → {other} "
+        f"({len(report.changed)} of {report.clocks} clocks change verdict)"
     )
     for column in ("工单", "环节", "部门", active, other, "已用(现)", "已用(假设)"):
         table.add_column(column)
@@ -446,3 +454,5 @@ def _print_whatif(report: WhatIf, active: str, other: str) -> None:
     console.print("by department: " + ", ".join(f"{k} {v}" for k, v in sorted(per_department.items())))
     console.print("by stage: " + ", ".join(f"{k} {v}" for k, v in sorted(per_stage.items())))
     console.print(f"cases affected: {len({c[0] for c in report.changed})}")
+    for where, count in sorted(report.limit_only_in_one.items()):
+        console.print(f"only one set has a limit — {where}: {count} clocks")

@@ -81,6 +81,18 @@ class Pipeline:
         self.processes.append(process)
         return process
 
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run one ``yekuo`` command against this pipeline's servers."""
+        return subprocess.run(
+            [sys.executable, "-m", "infra.cli", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
     def log_of(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
 
@@ -229,15 +241,8 @@ def test_commands_in_read_models_out_and_a_rebuild_gives_the_same_rows(pipeline:
     live = read_models(pipeline.database_url)
     assert rebuilt_models(pipeline) == live
 
-    status_out = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "status"],
-        cwd=ROOT,
-        env=pipeline.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    status_out = pipeline.cli("status", timeout=60)
+    assert status_out.returncode == 0, status_out.stderr
     assert "yekuo-projections" in status_out.stdout
     assert "dead letters: none" in status_out.stdout
 
@@ -423,15 +428,7 @@ def test_a_poison_event_goes_to_the_dead_letters_and_processing_continues(pipeli
             "failed_at) VALUES ('yekuo-projections', %s, 0, 999999, %s, 'simulated', '', now())",
             (CASE_EVENTS_TOPIC, case_id),
         )
-    replay = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "deadletters", "replay"],
-        cwd=ROOT,
-        env=pipeline.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    replay = pipeline.cli("deadletters", "replay", timeout=60)
     assert "replayed 1, still failing 2" in replay.stdout, replay.stdout + replay.stderr
     with psycopg.connect(pipeline.database_url, autocommit=True) as conn:
         restored = conn.execute("SELECT status FROM case_progress WHERE case_id = %s", (case_id,)).fetchone()
@@ -477,17 +474,9 @@ def test_a_rebuild_during_live_processing_never_shows_readers_a_partial_model(pi
         writer = threading.Thread(target=lambda: finals.update(pipeline.walk(10, "YK-R2")))
         writer.start()
         for _ in range(2):
-            rebuilt = subprocess.run(
-                [sys.executable, "-m", "infra.cli", "projections", "rebuild"],
-                cwd=ROOT,
-                env=pipeline.env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
+            rebuilt = pipeline.cli("projections", "rebuild", timeout=120)
             assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
-            assert "rebuilt progress, workload, notifications" in rebuilt.stdout
+            assert "rebuilt progress, workload, notifications, sla" in rebuilt.stdout
         writer.join()
         wait_for(caught_up(pipeline.database_url, finals), "the cases written during the rebuilds")
     finally:
