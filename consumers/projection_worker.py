@@ -53,8 +53,8 @@ class BatchApplier:
                 lambda conn: apply_batch(conn, self.projections, self.group, delivered, rejected)
             )
             return rejected
-        except (psycopg.errors.DataError, psycopg.errors.IntegrityError, KeyError, TypeError, ValueError):
-            log.warning("batch failed; isolating the poison event", size=len(delivered))
+        except Exception as error:  # any failure that retrying cannot cure: find the event that causes it
+            log.warning("batch failed; isolating the poison event", size=len(delivered), error=repr(error))
         failed = list(rejected)
         self._with_retry(lambda conn: apply_batch(conn, self.projections, self.group, [], rejected))
         for item in delivered:
@@ -62,13 +62,7 @@ class BatchApplier:
                 self._with_retry(
                     lambda conn, item=item: apply_batch(conn, self.projections, self.group, [item])
                 )
-            except (
-                psycopg.errors.DataError,
-                psycopg.errors.IntegrityError,
-                KeyError,
-                TypeError,
-                ValueError,
-            ) as e:
+            except Exception as e:  # the projection cannot apply this event: dead-letter it, go on
                 poison = Rejected(
                     item.topic,
                     item.partition,
@@ -86,12 +80,19 @@ class BatchApplier:
         return failed
 
     def _with_retry(self, work: Any) -> Any:
-        delay = 0.2
+        """Run ``work`` in a transaction, retrying what time cures: the database restarting, a rebuild
+        swapping tables, and (a few times) two workers inserting the same new case during a rebalance."""
+        delay, conflicts = 0.2, 0
         while True:
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = psycopg.connect(self.database_url)
                 return work(self._conn)
+            except psycopg.errors.UniqueViolation:
+                conflicts += 1
+                if conflicts > 3:
+                    raise
+                time.sleep(delay)
             except (
                 psycopg.OperationalError,
                 psycopg.errors.LockNotAvailable,
