@@ -27,6 +27,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from consumers.relay import Relay
+from consumers.sla_clock import SlaClock
 from infra.application import CaseApplication
 from infra.bootstrap import build_case_application
 from infra.event_log import CaseEventLog
@@ -52,6 +53,8 @@ class Pipeline:
     app: CaseApplication
     workdir: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    numbers: dict[str, str] = field(default_factory=dict)
+    """Case id → case number of every case walked."""
 
     @property
     def env(self) -> dict[str, str]:
@@ -111,6 +114,7 @@ class Pipeline:
                 outcome = self.app.execute(command)
                 assert outcome.accepted, (outcome.rule, outcome.message)
             finals[str(command.case_id)] = outcome.case_version or 0
+            self.numbers[str(command.case_id)] = number
         return finals
 
 
@@ -237,6 +241,16 @@ def test_commands_in_read_models_out_and_a_rebuild_gives_the_same_rows(pipeline:
     )
     sent = [json.loads(v)["notification_id"] for v in topic_values(pipeline.bootstrap, NOTIFICATIONS_TOPIC)]
     assert len(sent) == len(set(sent)) == (expected or (0,))[0]
+
+    # Time passes: the SLA clock records the levels reached (the HV reviews' notices) as case facts.
+    ticked = SlaClock(pipeline.app, pipeline.database_url, clock=lambda: START + timedelta(days=400)).tick()
+    assert ticked["recorded"] > 0
+    relay_until_idle(pipeline.relay())
+    finals = {case_id: pipeline.app.get_case(pipeline.numbers[case_id]).version for case_id in finals}
+    wait_for(caught_up(pipeline.database_url, finals), "the worker to apply the SLA facts")
+    with psycopg.connect(pipeline.database_url, autocommit=True) as conn:
+        crossings = conn.execute("SELECT count(*) FROM sla_crossings").fetchone()
+    assert crossings == (ticked["recorded"],)
 
     live = read_models(pipeline.database_url)
     assert rebuilt_models(pipeline) == live
