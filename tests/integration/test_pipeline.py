@@ -185,8 +185,9 @@ def rebuilt_models(pipeline: Pipeline) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def relay_until_idle(relay: Relay) -> None:
-    while relay.relay_once().read:
-        pass
+    done = relay.relay_once()
+    while done.read:
+        done = relay.relay_once()
 
 
 def topic_values(bootstrap: str, topic: str) -> list[bytes]:
@@ -268,7 +269,7 @@ def test_acknowledged_notifications_are_read_and_unacknowledged_ones_escalate_on
 
     finals = pipeline.walk(1, "YK-N")  # a residential case: survey and plan go to other departments
     relay_until_idle(pipeline.relay())
-    worker = pipeline.start("worker", "--no-timers", log_name="worker")
+    pipeline.start("worker", "--no-timers", log_name="worker")
     wait_for(caught_up(pipeline.database_url, finals), "the worker")
     with psycopg.connect(pipeline.database_url, autocommit=True) as conn:
         notes = conn.execute(
@@ -276,7 +277,7 @@ def test_acknowledged_notifications_are_read_and_unacknowledged_ones_escalate_on
             "WHERE recipient_kind = 'DEPARTMENT' ORDER BY created_at"
         ).fetchall()
     assert len(notes) >= 2
-    first, second = notes[0], notes[1]
+    first = notes[0]
     from domain.commands import AcknowledgeNotification
     from domain.vocabulary import Actor
 
@@ -329,10 +330,9 @@ def test_acknowledged_notifications_are_read_and_unacknowledged_ones_escalate_on
         ).fetchone()
     assert acknowledged == ("周强",)
     assert escalations == (first_round,)
-    assert second_round == 0 or escalations == (first_round,)
+    assert second_round in (0, first_round)  # repeats of the same commands, or nothing left to do
     history = [type(e).__name__ for e in pipeline.app.history("YK-N-OPEN")]
     assert history.count("NotificationEscalated") == first_round
-    del second, worker
 
 
 def test_kill_9_of_relay_and_worker_mid_stream_loses_and_doubles_nothing(pipeline: Pipeline) -> None:
@@ -450,8 +450,8 @@ def test_a_poison_event_goes_to_the_dead_letters_and_processing_continues(pipeli
 
 
 def test_two_workers_in_one_group_share_partitions_and_equal_a_rebuild(pipeline: Pipeline) -> None:
-    first = pipeline.start("worker", log_name="worker-a")
-    second = pipeline.start("worker", log_name="worker-b")
+    pipeline.start("worker", log_name="worker-a")
+    pipeline.start("worker", log_name="worker-b")
     finals = pipeline.walk(40, "YK-W")
     relay_until_idle(pipeline.relay())
 
@@ -465,7 +465,6 @@ def test_two_workers_in_one_group_share_partitions_and_equal_a_rebuild(pipeline:
         partitions[name] = seen
     assert partitions["worker-a"] and partitions["worker-b"], partitions
     assert rebuilt_models(pipeline) == read_models(pipeline.database_url)
-    del first, second
 
 
 def test_a_rebuild_during_live_processing_never_shows_readers_a_partial_model(pipeline: Pipeline) -> None:
