@@ -62,6 +62,35 @@ _ANSWERED = {
 }
 
 
+RELEVANT_EVENTS = frozenset(
+    {
+        "ApplicationSubmitted",
+        "ApplicationAccepted",
+        "StageOpened",
+        "HandlerAssigned",
+        "HandlerReassigned",
+        "StageCompleted",
+        "PlanReviewsRequested",
+        "PlanReviewApproved",
+        "PlanReviewRejected",
+        "SupplyPlanReplied",
+        "SupplyPlanObjected",
+        "ContractSigned",
+        "Energised",
+        "CaseCancelled",
+        "ClockPaused",
+        "ClockResumed",
+        "CustomerStepAwaited",
+        "SupplementProvided",
+        "SlaThresholdCrossed",
+        *_CUSTOMER_ACTS,
+        *_REQUESTED,
+        *_ANSWERED,
+    }
+)
+"""The events that start, stop, pause or re-attribute clocks; the others leave them as they are."""
+
+
 @dataclass(frozen=True)
 class Fact:
     """What the SLA needs of one case event."""
@@ -83,9 +112,12 @@ class SlaTracker:
 
     # ---- events -------------------------------------------------------------------------------------
 
-    def apply(self, case_id: str, fact: Fact) -> None:
-        s, p, at = self.state, fact.payload, fact.occurred_at.isoformat()
+    def apply(self, case_id: str, fact: Fact) -> bool:
+        """Follow one event; False when the event means nothing to the clocks (nothing changed)."""
         kind = fact.type
+        if kind not in RELEVANT_EVENTS:
+            return False
+        s, p, at = self.state, fact.payload, fact.occurred_at.isoformat()
         if kind == "ApplicationSubmitted":
             s.update(
                 case_id=case_id, category=p["category"], external=p["external_line_works"], route=p["route"]
@@ -152,6 +184,7 @@ class SlaTracker:
             for clock in s["clocks"]:
                 if clock["id"] == p["clock_id"] and p["level"] not in clock["recorded"]:
                     clock["recorded"].append(p["level"])
+        return True
 
     def running(self, kind: str | None = None) -> list[State]:
         return [c for c in self.state["clocks"] if c["stopped_at"] is None and kind in (None, c["kind"])]

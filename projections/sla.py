@@ -106,10 +106,22 @@ class SlaProjection:
             states.append({"case_id": event.case_id, "state": {"clocks": [], "holders": {}, "flags": {}}})
         state = states[0]["state"]
         tracker = SlaTracker(self.config.rules, self.config.rule_set, self.config.calendar, state)
-        tracker.apply(str(event.case_id), fact_of(event))
+        running = {clock["id"] for clock in tracker.running()}
+        if not tracker.apply(str(event.case_id), fact_of(event)):
+            return
         if event.type == "SlaThresholdCrossed":
             rows.setdefault(CROSSINGS.name, []).append(_crossing_row(event, state))
-        rows[CLOCKS.name] = [_clock_row(event, state, clock, self.config) for clock in state["clocks"]]
+            running.add(event.payload["clock_id"])
+        # Only clocks that were or are running can change (a stopped clock's row is final), and the
+        # evaluation is most of this projection's cost.
+        running |= {clock["id"] for clock in tracker.running()}
+        existing = {row["clock_id"]: row for row in rows.get(CLOCKS.name, [])}
+        rows[CLOCKS.name] = [
+            existing[clock["id"]]
+            if clock["id"] in existing and clock["id"] not in running
+            else _clock_row(event, state, clock, self.config)
+            for clock in state["clocks"]
+        ]
 
 
 def fact_of(event: CaseEventMessage) -> Fact:
