@@ -125,6 +125,11 @@ def status() -> None:
             "SELECT consumer_group, count(*) FILTER (WHERE replayed_at IS NULL), count(*) FROM dead_letters "
             "GROUP BY consumer_group"
         ).fetchall()
+        clocks = conn.execute(
+            "SELECT count(*) FILTER (WHERE stopped_at IS NULL), "
+            "count(*) FILTER (WHERE next_due_at <= now()), "
+            "count(*) FILTER (WHERE calendar_missing) FROM sla_clocks"
+        ).fetchone()
     table = Table(title="消费者状态 Consumers")
     for column in ("consumer", "position", "lag (events)", "detail"):
         table.add_column(column)
@@ -149,6 +154,12 @@ def status() -> None:
         console.print(f"死信 dead letters of {group}: {open_count} to replay ({total} in all)")
     if not dead:
         console.print("死信 dead letters: none")
+    if clocks:
+        running, due, missing = clocks
+        console.print(
+            f"时限 SLA clocks: {running} running, {due} with a level due for the SLA clock to record"
+            + (f", {missing} beyond the calendar data" if missing else "")
+        )
 
 
 @projections_app.command("rebuild")

@@ -260,6 +260,7 @@ def test_commands_in_read_models_out_and_a_rebuild_gives_the_same_rows(pipeline:
     assert status_out.returncode == 0, status_out.stderr
     assert "yekuo-projections" in status_out.stdout
     assert "dead letters: none" in status_out.stdout
+    assert "SLA clocks: 0 running" in status_out.stdout
 
 
 def test_acknowledged_notifications_are_read_and_unacknowledged_ones_escalate_once(
