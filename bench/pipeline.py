@@ -578,32 +578,6 @@ def raw_log_read(recorder: Any, source: str) -> dict[str, Any]:
     }
 
 
-def plain_log_recorder(database_url: str, events: int) -> Any:
-    """A plain eventsourcing log of ``events`` events, for baseline 4 when the case application fails."""
-    from eventsourcing.application import Application
-    from eventsourcing.domain import Aggregate, event
-
-    from infra.application import postgres_env
-
-    class Noted(Aggregate):
-        @event("Noted")
-        def note(self, text: str) -> None:
-            self.last = text
-
-    class PlainApplication(Application):
-        name = "benchplain"
-
-    app = PlainApplication(postgres_env(database_url))
-    text = "x" * 400
-    for _ in range(max(events // 500, 1)):
-        aggregates = [Noted() for _ in range(10)]
-        for aggregate in aggregates:
-            for _ in range(49):
-                aggregate.note(text)
-        app.save(*aggregates)
-    return app.recorder
-
-
 # ---- running ------------------------------------------------------------------------------------------
 
 
@@ -696,10 +670,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             return lag_under_load(app, live_relay, worker, database_url, args.offered_rate, args.seconds)
 
         def log_read() -> dict[str, Any]:
-            if app is not None:
-                return raw_log_read(app.recorder, "case application")
-            recorder = plain_log_recorder(database_url, args.records)
-            return raw_log_read(recorder, "plain eventsourcing application (case application unavailable)")
+            if app is None:
+                raise RuntimeError("needs the case application of the populate subject")
+            return raw_log_read(app.recorder, "case application")
 
         def rebuild_all() -> dict[str, Any]:
             from infra.event_log import CaseEventLog
