@@ -77,6 +77,7 @@ RELEVANT_EVENTS = frozenset(
         "SupplyPlanObjected",
         "ContractSigned",
         "Energised",
+        "CaseReturned",
         "CaseCancelled",
         "ClockPaused",
         "ClockResumed",
@@ -164,6 +165,10 @@ class SlaTracker:
         elif kind == "Energised":
             self._stop(at, "ENERGISED", kind="STAGE", stage="CONNECTION")
             self._stop(at, "ENERGISED", kind="CASE")
+        elif kind == "CaseReturned":  # the withdrawn stages have no holder until they open again
+            for stage in p.get("withdrawn_stages", ()):
+                s["holders"].pop(stage, None)
+            self._rehold(at)
         elif kind == "CaseCancelled":
             self._stop(at, "CANCELLED")
         elif kind == "ClockPaused":

@@ -136,12 +136,20 @@ def test_a_return_keeps_the_running_clock_and_the_connection_clock_waits_for_con
     story.event("2025-05-07 09:00", "CompletionInspected", "OPERATIONS", passed=True)
     assert not [c for c in story.tracker.state["clocks"] if c["stage"] == "CONNECTION"]
     story.event("2025-05-08 09:00", "ContractSigned")
-    story.event("2025-05-09 09:00", "CaseReturned", target_stage="CONTRACT")
+    story.event("2025-05-08 09:00", "StageOpened", stage="CONNECTION", department="METERING")
+    story.event("2025-05-09 09:00", "CaseReturned", target_stage="CONTRACT", withdrawn_stages=["CONNECTION"])
+    story.event("2025-05-09 09:00", "StageOpened", stage="CONTRACT", department="MARKETING")
+    story.event("2025-05-12 09:00", "StageCompleted", stage="CONTRACT")
+    story.event("2025-05-12 09:00", "StageOpened", stage="CONNECTION", department="METERING")
     story.event("2025-05-15 09:00", "Energised", "METERING")
 
     connection = read_clock(story.clock("CONNECTION"), CALENDAR, at("2025-06-01"))
     # 5 days after Thu 5-8: 5-9, 5-12, 5-13, 5-14, 5-15 → energised on the last day, on time
     assert connection.on_time is True and connection.deadline == at("2025-05-16 00:00")
+    # The connection clock kept counting through the return; nobody held it while CONNECTION was
+    # withdrawn (the contract stage is not one it covers).
+    holders = [(h[0], h[2][:10], h[3][:10] if h[3] else None) for h in story.clock("CONNECTION")["holdings"]]
+    assert holders == [("METERING", "2025-05-08", "2025-05-09"), ("METERING", "2025-05-12", "2025-05-15")]
 
 
 def test_the_whole_case_clock_of_policy_2025_excludes_customer_time() -> None:
