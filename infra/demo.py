@@ -10,7 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -29,6 +31,23 @@ from infra.sample_cases import CATEGORIES_FOR_DEMO, sample_walk
 from infra.settings import Settings
 from infra.stack import LocalStack
 from projections.store import table_exists
+
+PROGRESS_SQL = """
+SELECT case_number, category_label, status_label, next_step, jsonb_array_length(timeline),
+expected_completion FROM case_progress ORDER BY case_number
+"""
+WORKLOAD_SQL = """
+SELECT department, kind, completed_items, date_trunc('minute', average_time_in_hand),
+longest_time_in_hand FROM department_time_in_hand ORDER BY department, kind
+"""
+NOTIFICATIONS_SQL = """
+SELECT recipient_kind, count(*), count(d.notification_id), min(message) FROM notifications n
+LEFT JOIN notification_deliveries d USING (notification_id) GROUP BY recipient_kind ORDER BY 1
+"""
+CLOCKS_SQL = """
+SELECT case_number, kind, stage, review_department, limit_days, elapsed_seconds, on_time,
+rule_set || '@' || rule_version FROM sla_clocks ORDER BY case_number, started_at
+"""
 
 DEMO_START = datetime(2025, 9, 1, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
@@ -138,47 +157,62 @@ def _wait_for_read_models(
     raise typer.Exit(1)
 
 
+def _table(title: str, columns: tuple[str, ...], rows: Iterable[Iterable[object]]) -> Table:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(value) for value in row))
+    return table
+
+
+def _clock_cells(row: tuple[Any, ...]) -> tuple[object, ...]:
+    number, kind, stage, review, limit, elapsed, on_time, rule = row
+    name = f"{Stage(stage).label}{' 会签 ' + Department(review).label if review else ''}"
+    verdict = "在途" if on_time is None else "按时" if on_time else "超期"
+    return (
+        number,
+        f"{name} ({kind})",
+        limit,
+        "" if elapsed is None else f"{elapsed / 86400:.2f}",
+        verdict,
+        rule,
+    )
+
+
 def _show_read_models(console: Console, database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        progress = Table(title="进度查询 progress (case_progress)")
-        for column in ("工单", "类别", "状态", "下一步", "环节数", "预计完成"):
-            progress.add_column(column)
-        for row in conn.execute(
-            "SELECT case_number, category_label, status_label, next_step, jsonb_array_length(timeline), "
-            "expected_completion FROM case_progress ORDER BY case_number"
-        ):
-            progress.add_row(*(str(value) for value in row))
-        console.print(progress)
-        flow = Table(title="部门工作量 workload (department_time_in_hand)")
-        for column in ("部门", "类型", "已办", "平均在手", "最长在手"):
-            flow.add_column(column)
-        for row in conn.execute(
-            "SELECT department, kind, completed_items, date_trunc('minute', average_time_in_hand), "
-            "longest_time_in_hand FROM department_time_in_hand ORDER BY department, kind"
-        ):
-            flow.add_row(Department(row[0]).label, *(str(value) for value in row[1:]))
-        console.print(flow)
-        notes = Table(title="协同通知 notifications (per recipient kind)")
-        for column in ("收件方", "条数", "已推送网关", "示例"):
-            notes.add_column(column)
-        for row in conn.execute(
-            "SELECT recipient_kind, count(*), count(d.notification_id), min(message) FROM notifications n "
-            "LEFT JOIN notification_deliveries d USING (notification_id) GROUP BY recipient_kind ORDER BY 1"
-        ):
-            notes.add_row(*(str(value) for value in row))
-        console.print(notes)
-        clocks = Table(title="时限 SLA (sla_clocks)")
-        for column in ("工单", "时钟", "期限(工作日)", "用时(工作日)", "结论", "规则"):
-            clocks.add_column(column)
-        for number, kind, stage, review, limit, elapsed, on_time, rule in conn.execute(
-            "SELECT case_number, kind, stage, review_department, limit_days, elapsed_seconds, on_time, "
-            "rule_set || '@' || rule_version FROM sla_clocks ORDER BY case_number, started_at"
-        ):
-            name = f"{Stage(stage).label}{' 会签 ' + Department(review).label if review else ''}"
-            verdict = "在途" if on_time is None else "按时" if on_time else "超期"
-            days = "" if elapsed is None else f"{elapsed / 86400:.2f}"
-            clocks.add_row(number, f"{name} ({kind})", str(limit), days, verdict, rule)
-        console.print(clocks)
+        console.print(
+            _table(
+                "进度查询 progress (case_progress)",
+                ("工单", "类别", "状态", "下一步", "环节数", "预计完成"),
+                conn.execute(PROGRESS_SQL),
+            )
+        )
+        console.print(
+            _table(
+                "部门工作量 workload (department_time_in_hand)",
+                ("部门", "类型", "已办", "平均在手", "最长在手"),
+                ((Department(row[0]).label, *row[1:]) for row in conn.execute(WORKLOAD_SQL)),
+            )
+        )
+        console.print(
+            _table(
+                "协同通知 notifications (per recipient kind)",
+                ("收件方", "条数", "已推送网关", "示例"),
+                conn.execute(NOTIFICATIONS_SQL),
+            )
+        )
+        console.print(
+            _table(
+                "时限 SLA (sla_clocks)",
+                ("工单", "时钟", "期限(工作日)", "用时(工作日)", "结论", "规则"),
+                map(
+                    _clock_cells,
+                    conn.execute(CLOCKS_SQL),
+                ),
+            )
+        )
         for group, figures in consumer_lag(conn).items():
             console.print(
                 f"consumer {group}: {figures['consumed']} of {figures['published']} events applied, "
