@@ -40,14 +40,14 @@ from eventsourcing.domain import Aggregate, event
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from domain.commands import Command
-from infra.application import (
+from app.application import (
     CaseApplication,
     postgres_env,
 )
-from infra.bootstrap import build_case_application
-from infra.group_commit import GroupCommitter
-from infra.sample_cases import sample_walk
+from app.bootstrap import build_case_application
+from app.group_commit import GroupCommitter
+from demo.samples import sample_walk
+from domain.commands import Command
 from infra.settings import Settings
 from infra.stack import LocalStack
 

@@ -297,7 +297,7 @@ class Worker:
         with log_path.open("wb") as log_file:
             launched_at = time.monotonic()
             process = subprocess.Popen(  # noqa: S603 — our own CLI, fixed arguments
-                [sys.executable, "-m", "infra.cli", "worker", "--group", group],
+                [sys.executable, "-m", "cli.main", "worker", "--group", group],
                 cwd=ROOT,
                 env=env,
                 stdout=log_file,
@@ -346,7 +346,7 @@ def relayed_offsets(database_url: str, published: int) -> int:
 
 def walks(seed: int) -> Iterator[list[Any]]:
     """Endless realistic case walks, categories drawn from the mix (as in bench/commands.py)."""
-    from infra.sample_cases import sample_walk
+    from demo.samples import sample_walk
 
     rng = random.Random(seed)
     categories = [name for name, weight in CATEGORY_MIX for _ in range(weight)]
@@ -629,7 +629,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         def build_and_populate() -> dict[str, Any]:
             nonlocal app
-            from infra.bootstrap import build_case_application
+            from app.bootstrap import build_case_application
 
             app = build_case_application(settings, database_url)
             cleanup.callback(app.close)
@@ -659,8 +659,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             return projection_catch_up(worker, database_url, target)
 
         def lag() -> dict[str, Any]:
+            from app.bootstrap import build_case_application
             from consumers.relay import Relay
-            from infra.bootstrap import build_case_application
 
             if app is None:
                 raise RuntimeError("needs the case application of the populate subject")
@@ -675,7 +675,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             return raw_log_read(app.recorder, "case application")
 
         def rebuild_all() -> dict[str, Any]:
-            from infra.event_log import CaseEventLog
+            from app.event_log import CaseEventLog
             from projections import registry
             from projections.rebuild import rebuild
 

@@ -7,7 +7,7 @@ Not a test. Prints one JSON document (progress on stderr).
      history is for reading).
   2. baseline ``raw_log_read``: ``recorder.select_notifications(limit=1000)`` over the whole log.
   3. ``whatif``: every history replayed under REG_2009 and under the active set, verdicts compared
-     (``infra.sla_cli.compare``), including reading and decoding the log.
+     (``cli.sla.compare``), including reading and decoding the log.
   4. ``tick``: ``--open-clocks`` open clock rows in ``sla_clocks`` (the read model's shape; ``--due`` of
      them due, on real cases), then one ``SlaClock.tick``: the index lookup and the commands it issues.
      Baseline ``scan``: reading every open clock row, which is what a tick without the precomputed
@@ -35,14 +35,14 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app.bootstrap import build_case_application
+from app.event_log import CaseEventLog
+from cli.sla import compare
 from consumers.sla_clock import SlaClock
+from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
 from domain.commands import SubmitApplication
-from infra.bootstrap import build_case_application
-from infra.event_log import CaseEventLog
-from infra.logging import configure_logging
-from infra.sample_cases import CATEGORIES_FOR_DEMO, sample_walk
+from infra.log_setup import configure_logging
 from infra.settings import Settings
-from infra.sla_cli import compare
 from infra.sla_config import sla_config
 from infra.stack import running_stack
 from projections import registry

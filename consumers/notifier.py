@@ -22,10 +22,10 @@ import psycopg
 import structlog
 from kafka import KafkaProducer
 
+from app.application import CaseApplication
+from app.bootstrap import build_case_application
 from domain.commands import EscalateNotification
 from domain.vocabulary import Actor
-from infra.application import CaseApplication
-from infra.bootstrap import build_case_application
 from infra.messages import NotificationMessage
 from infra.settings import NOTIFICATIONS_TOPIC, Settings
 

@@ -31,8 +31,8 @@ from consumers import faust_transport
 from consumers.notifier import Notifier
 from infra.messages import INCARNATION_HEADER, CaseEventMessage, DeadLetter
 from infra.settings import CASE_EVENTS_DLQ_TOPIC, CASE_EVENTS_TOPIC, Settings
-from projections.model import Projection
 from projections.store import Delivered, Rejected, apply_batch, create_schema
+from projections.tables import Projection
 
 log = structlog.get_logger("yekuo.projection_worker")
 

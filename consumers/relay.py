@@ -26,8 +26,8 @@ import structlog
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from infra.application import CaseApplication
-from infra.event_log import CaseEventLog
+from app.application import CaseApplication
+from app.event_log import CaseEventLog
 from infra.kafka_admin import ensure_yekuo_topics
 from infra.messages import INCARNATION_HEADER
 from infra.settings import CASE_EVENTS_TOPIC, RELAY_CONTROL_TOPIC, Settings

@@ -18,10 +18,10 @@ from typing import Any
 import psycopg
 import structlog
 
+from app.application import CaseApplication
 from domain.case import SlaCrossing
 from domain.commands import RecordSlaCrossing
 from domain.vocabulary import Actor
-from infra.application import CaseApplication
 
 log = structlog.get_logger("yekuo.sla_clock")
 

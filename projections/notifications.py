@@ -21,7 +21,7 @@ from domain.vocabulary import Department, Stage
 from infra.messages import CaseEventMessage
 from infra.sla_config import SlaConfig
 from projections.estimates import INTERNAL_STEP_DAYS, due_after, review_limit_days, stage_limit_days
-from projections.model import CaseRows, Column, Row, Table
+from projections.tables import CaseRows, Column, Row, Table
 
 _NAMESPACE = uuid5(NAMESPACE_URL, "https://yekuo.example/notifications")
 

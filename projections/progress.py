@@ -17,7 +17,7 @@ from domain.vocabulary import CaseStatus, Category, CustomerStep, Department, St
 from infra.messages import CaseEventMessage
 from infra.sla_config import SlaConfig
 from projections.estimates import expected_completion
-from projections.model import CaseRows, Column, Row, Table
+from projections.tables import CaseRows, Column, Row, Table
 
 TABLE = Table(
     "case_progress",

@@ -21,8 +21,8 @@ import psycopg
 import structlog
 
 from infra.messages import CaseEventMessage
-from projections.model import CaseState, Projection, all_tables
 from projections.store import SHADOW, create_schema, write_states
+from projections.tables import CaseState, Projection, all_tables
 
 log = structlog.get_logger("yekuo.rebuild")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 
 from infra.sla_config import SlaConfig, sla_config
-from projections.model import Projection
 from projections.notifications import NotificationsProjection
 from projections.progress import ProgressProjection
 from projections.sla import SlaProjection
+from projections.tables import Projection
 from projections.workload import WorkloadProjection
 
 NAMES = ("progress", "workload", "notifications", "sla")

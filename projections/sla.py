@@ -16,7 +16,7 @@ from domain.calendar import CalendarDataMissingError
 from domain.sla import Fact, SlaTracker, read_clock
 from infra.messages import CaseEventMessage
 from infra.sla_config import SlaConfig
-from projections.model import CaseRows, Column, Row, Table
+from projections.tables import CaseRows, Column, Row, Table
 
 STATE = Table(
     "sla_case_state",

@@ -17,7 +17,7 @@ from uuid import UUID
 import psycopg
 
 from infra.messages import CaseEventMessage
-from projections.model import CaseState, Projection, Table, all_tables, versions_table
+from projections.tables import CaseState, Projection, Table, all_tables, versions_table
 
 SHADOW = "__shadow"
 

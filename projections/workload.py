@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from infra.messages import CaseEventMessage
-from projections.model import CaseRows, Column, Row, Table
+from projections.tables import CaseRows, Column, Row, Table
 
 TABLE = Table(
     "work_items",

@@ -12,6 +12,8 @@ import psycopg
 import pytest
 from eventsourcing.persistence import StoredEvent
 
+from app.application import CaseApplication, ConcurrentUpdateError
+from app.bootstrap import build_case_application
 from domain.case import ApplicationDetails, Case
 from domain.commands import (
     AcceptApplication,
@@ -22,8 +24,6 @@ from domain.commands import (
 )
 from domain.hashchain import GENESIS_HASH, event_hash
 from domain.vocabulary import Actor
-from infra.application import CaseApplication, ConcurrentUpdateError
-from infra.bootstrap import build_case_application
 from infra.settings import Settings
 
 CLERK = Actor("cs-001", "林晓", "CUSTOMER_SERVICE")
@@ -217,7 +217,7 @@ class _WriterBetweenReadAndSave(CaseApplication):
 
 
 def _interleaved(database_url: str, settings: Settings, retries: int) -> _WriterBetweenReadAndSave:
-    from infra.bootstrap import application_env
+    from app.bootstrap import application_env
 
     application = _WriterBetweenReadAndSave(
         application_env(settings, database_url, create_tables=False), command_retries=retries
@@ -438,7 +438,7 @@ def test_a_batch_with_a_rejection_and_a_repeat_gives_the_same_outcomes_as_one_by
 def test_group_commit_from_many_threads_equals_running_the_commands_in_sequence(
     app: CaseApplication,
 ) -> None:
-    from infra.group_commit import GroupCommitter
+    from app.group_commit import GroupCommitter
 
     committer = GroupCommitter(app, max_batch=8)
     numbers = [f"YK-GC-{i}" for i in range(6)]

@@ -26,18 +26,18 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from app.application import CaseApplication
+from app.bootstrap import build_case_application
+from app.event_log import CaseEventLog
 from consumers.relay import Relay
 from consumers.sla_clock import SlaClock
-from infra.application import CaseApplication
-from infra.bootstrap import build_case_application
-from infra.event_log import CaseEventLog
-from infra.sample_cases import CATEGORIES_FOR_DEMO, sample_walk
+from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
 from infra.settings import CASE_EVENTS_DLQ_TOPIC, CASE_EVENTS_TOPIC, NOTIFICATIONS_TOPIC, Settings
 from infra.stack import LocalStack
 from projections import registry
-from projections.model import all_tables
 from projections.rebuild import rebuild
 from projections.store import create_schema, table_exists
+from projections.tables import all_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2025, 9, 1, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
@@ -74,7 +74,7 @@ class Pipeline:
     def start(self, *args: str, log_name: str) -> subprocess.Popen[bytes]:
         log_file = (self.workdir / f"{log_name}.log").open("ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", *args],
+            [sys.executable, "-m", "cli.main", *args],
             cwd=ROOT,
             env=self.env,
             stdout=log_file,
@@ -87,7 +87,7 @@ class Pipeline:
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run one ``yekuo`` command against this pipeline's servers."""
         return subprocess.run(
-            [sys.executable, "-m", "infra.cli", *args],
+            [sys.executable, "-m", "cli.main", *args],
             cwd=ROOT,
             env=self.env,
             capture_output=True,

@@ -16,12 +16,12 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
+from app.application import CaseApplication
+from app.bootstrap import build_case_application
+from app.event_log import CaseEventLog
 from consumers.sla_clock import SlaClock
+from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
 from domain.commands import ReplySupplyPlan
-from infra.application import CaseApplication
-from infra.bootstrap import build_case_application
-from infra.event_log import CaseEventLog
-from infra.sample_cases import CATEGORIES_FOR_DEMO, sample_walk
 from infra.settings import Settings
 from projections import registry
 from projections.rebuild import rebuild
@@ -121,7 +121,7 @@ def test_the_clock_process_killed_and_run_twice_at_once_records_each_breach_exac
         "DATABASE_URL": fresh_database_url,
         "YEKUO_LOG_JSON": "true",
     }
-    command = [sys.executable, "-m", "infra.cli", "sla-clock", "--once", "--now", LATER.isoformat()]
+    command = [sys.executable, "-m", "cli.main", "sla-clock", "--once", "--now", LATER.isoformat()]
 
     victim = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
@@ -152,7 +152,7 @@ def test_responsibility_kpi_and_what_if_reports(app: CaseApplication, fresh_data
 
     def yekuo(*args: str) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "infra.cli", *args],
+            [sys.executable, "-m", "cli.main", *args],
             cwd=ROOT,
             env=env,
             capture_output=True,

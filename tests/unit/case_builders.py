@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import count
 
+from demo.samples import sample_walk
 from domain.case import ApplicationDetails, Case, CommandContext
 from domain.commands import Command, SubmitApplication
 from domain.vocabulary import Actor
-from infra.sample_cases import sample_walk
 
 START = datetime(2025, 9, 1, 1, 0, tzinfo=UTC)
 _case_numbers = count(1)

@@ -14,12 +14,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from demo.samples import sample_walk
 from domain.case import Case, CommandContext
 from domain.commands import SubmitApplication
 from domain.errors import RuleViolationError
 from domain.hashchain import ChainLink, verify_chain
 from domain.vocabulary import Actor, CaseStatus, Department, Stage
-from infra.sample_cases import sample_walk
 from tests.unit.case_builders import START, Clock
 
 DEPARTMENTS = [*Department.__members__, "CUSTOMER"]

@@ -17,10 +17,10 @@ from infra.messages import CaseEventMessage, case_event_message, json_schema_doc
 from infra.settings import Settings
 from infra.sla_config import sla_config
 from projections.estimates import due_after
-from projections.model import CaseState
 from projections.notifications import NotificationsProjection
 from projections.progress import ProgressProjection
 from projections.registry import NAMES, select
+from projections.tables import CaseState
 from projections.workload import WorkloadProjection
 from tests.unit.case_builders import before, walk
 

@@ -8,8 +8,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
+from app.application import CaseApplication
 from domain.case import Case
-from infra.application import CaseApplication
 from infra.messages import CASE_EVENT_TOPIC_PREFIX, CaseEventMessage, case_event_message
 
 

@@ -21,13 +21,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.bootstrap import build_case_application
+from cli.case import history_table
+from cli.pipeline import consumer_lag
 from consumers.relay import Relay
 from consumers.sla_clock import SlaClock
+from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
 from domain.vocabulary import Department, Stage
-from infra.bootstrap import build_case_application
-from infra.case_cli import history_table
-from infra.pipeline_cli import consumer_lag
-from infra.sample_cases import CATEGORIES_FOR_DEMO, sample_walk
 from infra.settings import Settings
 from infra.stack import LocalStack
 from projections.store import table_exists
@@ -71,7 +71,7 @@ def demo(
     }
     app = build_case_application(settings, endpoints.database_url)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "worker"],
+        [sys.executable, "-m", "cli.main", "worker"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=(settings.state_dir / "demo-worker.log").open("ab"),

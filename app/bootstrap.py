@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from app.application import CaseApplication, postgres_env
 from domain.case import Case
-from infra.application import CaseApplication, postgres_env
 from infra.settings import Settings
 
 

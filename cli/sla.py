@@ -16,11 +16,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.bootstrap import build_case_application
+from app.event_log import CaseEventLog
 from domain.calendar import DAY_SECONDS, SHANGHAI, WorkingCalendar
 from domain.sla import SlaTracker, holder_at, read_clock
 from domain.vocabulary import Category, Department, Stage
-from infra.bootstrap import build_case_application
-from infra.event_log import CaseEventLog
 from infra.settings import Settings
 from infra.sla_config import SlaConfig, sla_config
 from infra.stack import endpoints

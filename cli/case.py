@@ -16,11 +16,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.application import CaseApplication, CaseNotFoundError, CommandOutcome
+from app.bootstrap import build_case_application
 from domain.case import ApplicationDetails, Case
 from domain.commands import COMMAND_TYPES, Command, SubmitApplication
 from domain.vocabulary import Actor, CaseStatus, Category, Channel, CustomerStep, Department, PlanPhase, Stage
-from infra.application import CaseApplication, CaseNotFoundError, CommandOutcome
-from infra.bootstrap import build_case_application
 from infra.settings import Settings
 from infra.stack import endpoints
 

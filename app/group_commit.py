@@ -11,8 +11,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from app.application import CaseApplication, CommandOutcome
 from domain.commands import Command
-from infra.application import CaseApplication, CommandOutcome
 
 
 @dataclass

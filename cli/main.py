@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from infra.case_cli import case_app
-from infra.demo import demo
-from infra.logging import configure_logging
-from infra.pipeline_cli import deadletters_app, projections_app, relay, schemas, status, worker
+from cli.case import case_app
+from cli.pipeline import deadletters_app, projections_app, relay, schemas, status, worker
+from cli.sla import kpi, responsibility, sla_app, sla_clock, whatif
+from cli.stack import stack_app
+from demo.run import demo
+from infra.log_setup import configure_logging
 from infra.settings import Settings
-from infra.sla_cli import kpi, responsibility, sla_app, sla_clock, whatif
-from infra.stack_cli import stack_app
 
 app = typer.Typer(
     name="yekuo",

@@ -13,8 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.bootstrap import build_case_application
-from infra.event_log import CaseEventLog
+from app.bootstrap import build_case_application
+from app.event_log import CaseEventLog
 from infra.messages import json_schema_documents
 from infra.settings import CASE_EVENTS_TOPIC, Settings
 from infra.stack import endpoints
