@@ -25,7 +25,8 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
 from psycopg.conninfo import conninfo_to_dict
 
-from domain.case import Case, OpenStage, Pause
+from domain.case import Case
+from domain.case_values import OpenStage, Pause
 from domain.commands import Command, SubmitApplication, case_id_for, receipt_id_for
 from domain.errors import RuleViolationError
 from domain.hashchain import ChainLink, ChainVerdict, verify_chain

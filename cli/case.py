@@ -18,7 +18,8 @@ from rich.table import Table
 
 from app.application import CaseApplication, CaseNotFoundError, CommandOutcome
 from app.bootstrap import build_case_application
-from domain.case import ApplicationDetails, Case
+from domain.case import Case
+from domain.case_values import ApplicationDetails
 from domain.commands import COMMAND_TYPES, Command, SubmitApplication
 from domain.vocabulary import Actor, CaseStatus, Category, Channel, CustomerStep, Department, PlanPhase, Stage
 from infra.settings import Settings

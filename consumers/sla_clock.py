@@ -19,7 +19,7 @@ import psycopg
 import structlog
 
 from app.application import CaseApplication
-from domain.case import SlaCrossing
+from domain.case_values import SlaCrossing
 from domain.commands import RecordSlaCrossing
 from domain.vocabulary import Actor
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from domain.case import ApplicationDetails
+from domain.case_values import ApplicationDetails
 from domain.commands import (
     AcceptApplication,
     ApprovePlanReview,

@@ -9,13 +9,20 @@ caused it, and the hash chain links.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from domain.case_values import (
+    SLA_LEVELS,
+    ApplicationDetails,
+    CommandContext,
+    OpenStage,
+    Pause,
+    SlaCrossing,
+)
 from domain.errors import RuleViolationError
 from domain.hashchain import GENESIS_HASH, event_hash
 from domain.routes import (
@@ -30,7 +37,6 @@ from domain.vocabulary import (
     Actor,
     CaseStatus,
     Category,
-    Channel,
     CustomerStep,
     Department,
     PauseReason,
@@ -38,114 +44,12 @@ from domain.vocabulary import (
     Stage,
 )
 
-CLOCK_SKEW_TOLERANCE = timedelta(minutes=5)
-"""How far in the future (relative to recording) an ``occurred_at`` may lie before it is refused."""
-
 PENDING, APPROVED = "PENDING", "APPROVED"
 PASSED, FAILED, DONE, WITHDRAWN = "PASSED", "FAILED", "DONE", "WITHDRAWN"
 
 
 def _reject(rule: str, message: str) -> RuleViolationError:
     return RuleViolationError(rule, message)
-
-
-@dataclass(frozen=True)
-class CommandContext:
-    """Provenance of one command: who, when it happened, when we recorded it, through what, and why."""
-
-    actor: Actor
-    occurred_at: datetime
-    recorded_at: datetime
-    channel: str
-    command_id: str
-    reason: str = ""
-
-    def __post_init__(self) -> None:
-        for name in ("occurred_at", "recorded_at"):
-            moment = getattr(self, name)
-            if moment.tzinfo is None or moment.utcoffset() is None:
-                raise _reject("TIMEZONE_REQUIRED", f"{name} must carry a time zone")
-        if self.channel not in Channel.__members__:
-            raise _reject("UNKNOWN_CHANNEL", f"channel {self.channel!r} is not one of {', '.join(Channel)}")
-        if not self.command_id.strip():
-            raise _reject("COMMAND_ID_REQUIRED", "every command needs a client-supplied command id")
-        if self.occurred_at > self.recorded_at + CLOCK_SKEW_TOLERANCE:
-            raise _reject("OCCURRED_IN_FUTURE", "occurred_at lies in the future of the time it is recorded")
-
-    def provenance(self) -> dict[str, Any]:
-        """The fields every event carries."""
-        return {
-            "actor": self.actor,
-            "occurred_at": self.occurred_at,
-            "channel": self.channel,
-            "reason": self.reason,
-            "command_id": self.command_id,
-        }
-
-
-SLA_LEVELS = ("NOTICE", "WARNING", "BREACH")
-
-
-@dataclass(frozen=True)
-class SlaCrossing:
-    """A clock's level crossing as the SLA clock process found it (see ``domain.sla``)."""
-
-    clock_id: str
-    stage: str
-    level: str
-    share: float
-    crossed_at: datetime
-    department: str | None
-    handler: str | None
-    rule_set: str
-    rule_version: str
-    calendar_version: str
-
-
-@dataclass(frozen=True)
-class ApplicationDetails:
-    """What the customer applies with (用电申请)."""
-
-    case_number: str
-    category: str
-    customer_ref: str
-    customer_name: str
-    contact_phone: str
-    id_number: str
-    address: str
-    capacity_kva: float
-    supply_voltage: str
-    external_line_works: bool = False
-    important_customer: bool = False
-    priority_tier: int = 0
-    special_care: bool = False
-    fast_track: bool = False
-    documents: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class OpenStage:
-    """An open stage: its accountable department and, once assigned, its handler (责任人)."""
-
-    stage: Stage
-    department: Department
-    opened_at: datetime
-    handler: Actor | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "stage", Stage(self.stage))
-        object.__setattr__(self, "department", Department(self.department))
-
-
-@dataclass(frozen=True)
-class Pause:
-    """A customer-caused pause of the running clocks."""
-
-    reason_code: PauseReason
-    since: datetime
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "reason_code", PauseReason(self.reason_code))
 
 
 def _notification_marks(case: Case) -> dict[str, str]:

@@ -14,7 +14,8 @@ from datetime import date, datetime
 from typing import ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from domain.case import ApplicationDetails, Case, CommandContext, SlaCrossing
+from domain.case import Case
+from domain.case_values import ApplicationDetails, CommandContext, SlaCrossing
 from domain.hashchain import canonical
 from domain.vocabulary import Actor, Department, Stage
 

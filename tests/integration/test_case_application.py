@@ -14,7 +14,8 @@ from eventsourcing.persistence import StoredEvent
 
 from app.application import CaseApplication, ConcurrentUpdateError
 from app.bootstrap import build_case_application
-from domain.case import ApplicationDetails, Case
+from domain.case import Case
+from domain.case_values import ApplicationDetails
 from domain.commands import (
     AcceptApplication,
     Command,

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from itertools import count
 
 from demo.samples import sample_walk
-from domain.case import ApplicationDetails, Case, CommandContext
+from domain.case import Case
+from domain.case_values import ApplicationDetails, CommandContext
 from domain.commands import Command, SubmitApplication
 from domain.vocabulary import Actor
 

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from demo.samples import sample_walk
-from domain.case import Case, CommandContext
+from domain.case import Case
+from domain.case_values import CommandContext
 from domain.commands import SubmitApplication
 from domain.errors import RuleViolationError
 from domain.hashchain import ChainLink, verify_chain
