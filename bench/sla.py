@@ -37,7 +37,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.bootstrap import build_case_application
 from app.event_log import CaseEventLog
-from cli.sla import compare
 from consumers.sla_clock import SlaClock
 from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
 from domain.commands import SubmitApplication
@@ -46,6 +45,7 @@ from infra.settings import Settings
 from infra.sla_config import sla_config
 from infra.stack import running_stack
 from projections import registry
+from projections.sla_reports import compare
 from projections.store import create_schema
 
 START = datetime(2025, 3, 3, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))

@@ -8,55 +8,27 @@ import sys
 import typing
 import uuid
 from datetime import date, datetime
-from enum import Enum
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from app.application import CaseApplication, CaseNotFoundError, CommandOutcome
-from app.bootstrap import build_case_application
+from cli.common import department_label, label, local_time, open_application
+from domain.calendar import SHANGHAI
 from domain.case import Case
 from domain.case_values import ApplicationDetails
 from domain.commands import COMMAND_TYPES, Command, SubmitApplication
-from domain.vocabulary import Actor, CaseStatus, Category, Channel, CustomerStep, Department, PlanPhase, Stage
-from infra.settings import Settings
-from infra.stack import endpoints
+from domain.vocabulary import Actor, CaseStatus, Category, Channel, CustomerStep, PlanPhase, Stage
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 COMMON_FIELDS = {f.name for f in dataclasses.fields(Command)}
 
 case_app = typer.Typer(help="业扩工单 Cases: issue commands, show, history, verify.", no_args_is_help=True)
 console = Console(width=max(Console().width, 160))  # wide enough for history tables off a terminal
 
 
-def open_application() -> CaseApplication:
-    """The case application on the configured (or local-stack) PostgreSQL."""
-    settings = Settings()
-    return build_case_application(settings, endpoints(settings, ("postgres",)).database_url)
-
-
 # ---- labels ----------------------------------------------------------------------------------------
-
-
-def label(value: str, enum: type[Enum]) -> str:
-    """The Chinese label of an enum value, or the value itself."""
-    member = getattr(enum, "__members__", {}).get(value)
-    return str(getattr(member, "label", value))
-
-
-OUTSIDE_PARTIES = {
-    "CUSTOMER": "客户",
-    "DESIGN_INSTITUTE": "设计单位",
-    "CONTRACTOR": "施工单位",
-    "SYSTEM": "系统",
-}
-
-
-def department_label(value: str) -> str:
-    return OUTSIDE_PARTIES.get(value) or label(value, Department)
 
 
 def event_label(event: Case.Event) -> str:
@@ -105,10 +77,6 @@ def event_detail(event: Case.Event) -> str:
         if name in fields and fields[name] not in (None, [], "")
     }
     return ", ".join(f"{k}={v}" for k, v in shown.items())
-
-
-def local_time(moment: datetime) -> str:
-    return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
 
 
 # ---- rendering -------------------------------------------------------------------------------------

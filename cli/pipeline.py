@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import typer
@@ -15,12 +14,13 @@ from rich.table import Table
 
 from app.bootstrap import build_case_application
 from app.event_log import CaseEventLog
+from consumers.status import pipeline_status
 from infra.messages import json_schema_documents
 from infra.settings import CASE_EVENTS_TOPIC, Settings
 from infra.stack import endpoints
 from projections import registry
 from projections.rebuild import rebuild
-from projections.store import create_schema, replace_cases, table_exists
+from projections.store import create_schema, replace_cases
 
 console = Console(width=max(Console().width, 140))
 projections_app = typer.Typer(help="读模型 Read models: rebuild from the event store.", no_args_is_help=True)
@@ -76,36 +76,6 @@ def worker(
         built.close()
 
 
-def consumer_lag(conn: psycopg.Connection[Any]) -> dict[str, dict[str, int]]:
-    """Per consumer group: events published and consumed and the lag, from PostgreSQL alone.
-
-    The relay records the next offset of each partition as the broker acknowledged it; consumers record
-    theirs with their read-model rows. Offsets of an older relay incarnation (before broker data loss)
-    count as nothing consumed. No ListOffsets: it under-reports on the local broker.
-    """
-    groups: dict[str, dict[str, int]] = {}
-    rows = conn.execute(
-        """
-        SELECT groups.consumer_group, r.next_offset,
-               CASE WHEN g.incarnation = s.incarnation THEN g.next_offset ELSE 0 END
-        FROM relay_partition_offsets r
-        JOIN relay_state s ON s.relay_name = r.relay_name
-        CROSS JOIN (SELECT DISTINCT consumer_group FROM projection_offsets) groups
-        LEFT JOIN projection_offsets g ON g.consumer_group = groups.consumer_group
-             AND g.topic = r.topic AND g.partition = r.partition
-        WHERE r.topic = %s
-        """,
-        (CASE_EVENTS_TOPIC,),
-    ).fetchall()
-    for group, published, consumed in rows:
-        entry = groups.setdefault(group, {"published": 0, "consumed": 0, "lag": 0})
-        consumed = consumed or 0
-        entry["published"] += published
-        entry["consumed"] += min(consumed, published)
-        entry["lag"] += max(published - consumed, 0)
-    return groups
-
-
 def status() -> None:
     """运行状态 Relay position and lag, each consumer group's position and lag, dead letters."""
     settings = Settings()
@@ -115,51 +85,42 @@ def status() -> None:
     app.close()
     with psycopg.connect(ends.database_url, autocommit=True) as conn:
         create_schema(conn, registry.select())
-        relay_row = (
-            conn.execute("SELECT relay_name, position, incarnation, updated_at FROM relay_state").fetchall()
-            if table_exists(conn, "relay_state")
-            else []
-        )
-        lag = consumer_lag(conn) if relay_row else {}
-        dead = conn.execute(
-            "SELECT consumer_group, count(*) FILTER (WHERE replayed_at IS NULL), count(*) FROM dead_letters "
-            "GROUP BY consumer_group"
-        ).fetchall()
-        clocks = conn.execute(
-            "SELECT count(*) FILTER (WHERE stopped_at IS NULL), "
-            "count(*) FILTER (WHERE next_due_at <= now()), "
-            "count(*) FILTER (WHERE calendar_missing) FROM sla_clocks"
-        ).fetchone()
+        state = pipeline_status(conn, head)
     table = Table(title="消费者状态 Consumers")
     for column in ("consumer", "position", "lag (events)", "detail"):
         table.add_column(column)
-    for name, position, incarnation, updated_at in relay_row:
+    for relay_position in state.relays:
         table.add_row(
-            f"relay {name}",
-            f"log {position} / {head}",
-            str(head - position),
-            f"incarnation {incarnation[:8]} · {updated_at:%Y-%m-%d %H:%M:%S}",
+            f"relay {relay_position.name}",
+            f"log {relay_position.position} / {head}",
+            str(head - relay_position.position),
+            f"incarnation {relay_position.incarnation[:8]} · {relay_position.updated_at:%Y-%m-%d %H:%M:%S}",
         )
-    if not relay_row:
+    if not state.relays:
         table.add_row("relay", f"log 0 / {head}", str(head), "never ran")
-    for group, figures in sorted(lag.items()):
+    for group, lag in sorted(state.groups.items()):
         table.add_row(
             f"projections {group}",
-            f"offsets {figures['consumed']} / {figures['published']}",
-            str(figures["lag"]),
+            f"offsets {lag.consumed} / {lag.published}",
+            str(lag.lag),
             CASE_EVENTS_TOPIC,
         )
     console.print(table)
-    for group, open_count, total in dead:
-        console.print(f"死信 dead letters of {group}: {open_count} to replay ({total} in all)")
-    if not dead:
-        console.print("死信 dead letters: none")
-    if clocks:
-        running, due, missing = clocks
+    for dead in state.dead_letters:
         console.print(
-            f"时限 SLA clocks: {running} running, {due} with a level due for the SLA clock to record"
-            + (f", {missing} beyond the calendar data" if missing else "")
+            f"死信 dead letters of {dead.consumer_group}: {dead.open} to replay ({dead.total} in all)"
         )
+    if not state.dead_letters:
+        console.print("死信 dead letters: none")
+    console.print(
+        f"时限 SLA clocks: {state.clocks_running} running, {state.clock_levels_due} with a level due for the "
+        "SLA clock to record"
+        + (
+            f", {state.clocks_beyond_calendar} beyond the calendar data"
+            if state.clocks_beyond_calendar
+            else ""
+        )
+    )
 
 
 @projections_app.command("rebuild")

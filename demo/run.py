@@ -23,9 +23,9 @@ from rich.table import Table
 
 from app.bootstrap import build_case_application
 from cli.case import history_table
-from cli.pipeline import consumer_lag
 from consumers.relay import Relay
 from consumers.sla_clock import SlaClock
+from consumers.status import consumer_lag
 from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
 from domain.vocabulary import Department, Stage
 from infra.settings import Settings
@@ -213,8 +213,7 @@ def _show_read_models(console: Console, database_url: str) -> None:
                 ),
             )
         )
-        for group, figures in consumer_lag(conn).items():
+        for group, lag in consumer_lag(conn).items():
             console.print(
-                f"consumer {group}: {figures['consumed']} of {figures['published']} events applied, "
-                f"lag {figures['lag']}"
+                f"consumer {group}: {lag.consumed} of {lag.published} events applied, lag {lag.lag}"
             )

@@ -18,7 +18,7 @@ CLOCK_CALLS = {
 
 
 def _modules() -> list[Path]:
-    return sorted(DOMAIN.glob("*.py"))
+    return sorted(DOMAIN.rglob("*.py"))
 
 
 def _imported(tree: ast.AST) -> set[str]:

@@ -1,0 +1,69 @@
+"""What every ``yekuo`` command shares: labels, local time, the time a report is taken at, servers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import Enum
+
+import typer
+
+from app.application import CaseApplication
+from app.bootstrap import build_case_application
+from domain.calendar import DAY_SECONDS, SHANGHAI
+from domain.vocabulary import Department
+from infra.settings import Settings
+from infra.stack import endpoints
+
+OUTSIDE_PARTIES = {
+    "CUSTOMER": "客户",
+    "DESIGN_INSTITUTE": "设计单位",
+    "CONTRACTOR": "施工单位",
+    "SYSTEM": "系统",
+}
+
+NowOption = typer.Option(None, "--now", help="Evaluate at this instant (ISO-8601 with offset); default: now.")
+
+
+def label(value: str | None, enum: type[Enum]) -> str:
+    """The Chinese label of an enum value, or the value itself ("" for none)."""
+    if value is None:
+        return ""
+    member = getattr(enum, "__members__", {}).get(value)
+    return str(getattr(member, "label", value))
+
+
+def department_label(value: str | None) -> str:
+    """A department's Chinese name, or an outside party's."""
+    return OUTSIDE_PARTIES.get(value or "") or label(value, Department)
+
+
+def local_time(moment: datetime) -> str:
+    return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+
+
+def days(seconds: float | None) -> str:
+    """Working seconds as working days with two decimals ("" for none)."""
+    return "" if seconds is None else f"{seconds / DAY_SECONDS:.2f}"
+
+
+def parse_now(text: str | None) -> datetime:
+    """``--now``: an ISO-8601 instant with offset, or the current time."""
+    if not text:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"--now: not an ISO-8601 time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise typer.BadParameter("--now needs a time zone offset, e.g. 2025-10-09T12:00:00+08:00")
+    return moment
+
+
+def database_url() -> str:
+    """The configured PostgreSQL, or the local stack's."""
+    return endpoints(Settings(), ("postgres",)).database_url
+
+
+def open_application() -> CaseApplication:
+    """The case application on the configured (or local-stack) PostgreSQL."""
+    return build_case_application(Settings(), database_url())
