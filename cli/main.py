@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from cli.calendar import calendar_app
 from cli.case import case_app
 from cli.pipeline import deadletters_app, projections_app, relay, schemas, status, worker
 from cli.sla import kpi, responsibility, sla_app, sla_clock, whatif
@@ -36,6 +37,7 @@ app.command()(worker)
 app.command()(status)
 app.command()(schemas)
 app.add_typer(sla_app, name="sla")
+app.add_typer(calendar_app, name="calendar")
 app.command("sla-clock")(sla_clock)
 app.command()(kpi)
 app.command()(whatif)

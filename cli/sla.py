@@ -63,6 +63,13 @@ def _day(text: str | None, option: str) -> date | None:
         raise typer.BadParameter(f"{option}: not a date (YYYY-MM-DD): {text!r}") from None
 
 
+def _deadline(deadline: datetime | None, provisional: bool) -> str:
+    """A deadline in local time, marked 暂定 (provisional) when it counts a year without its notice."""
+    if deadline is None:
+        return "暂停中"
+    return f"{deadline.astimezone(SHANGHAI):%Y-%m-%d %H:%M}" + (" 暂定 provisional" if provisional else "")
+
+
 def _table(title: str, columns: Iterable[str]) -> Table:
     table = Table(title=title)
     for column in columns:
@@ -115,7 +122,7 @@ def open_clocks_command(now: str | None = NowOption, limit: int = typer.Option(5
             clock.clock_id.split(":", 1)[1],
             label(clock.stage, Stage),
             str(clock.limit_days),
-            f"{clock.deadline.astimezone(SHANGHAI):%Y-%m-%d %H:%M}" if clock.deadline else "暂停中",
+            _deadline(clock.deadline, clock.provisional),
             f"{clock.share:.0%}",
             department_label(clock.department),
             clock.handler or "",
@@ -217,7 +224,7 @@ def responsibility(case_number: str, now: str | None = NowOption) -> None:
     report = responsibility_report(sla_config(), history, moment)
     table = _table(
         f"{case_number} 时限与责任 clocks ({report.rule_set})",
-        ("时钟", "期限", "用时", "客户时间", "结论", "过半", "预警80%", "超期", "记录"),
+        ("时钟", "期限", "截止", "用时", "客户时间", "结论", "过半", "预警80%", "超期", "记录"),
     )
     for line in report.clocks:
         clock = line.clock
@@ -233,6 +240,7 @@ def responsibility(case_number: str, now: str | None = NowOption) -> None:
             f"{label(clock['stage'], Stage)}{' ' + clock['department'] if clock['department'] else ''}"
             f" #{clock['id'].rsplit(':', 1)[1]} {clock['kind']}",
             f"{clock['limit_days']}d",
+            _deadline(line.reading.deadline, line.reading.provisional),
             days(line.reading.elapsed_seconds),
             days(line.reading.excluded_seconds),
             VERDICT_LABELS[line.verdict],

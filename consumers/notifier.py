@@ -28,6 +28,7 @@ from domain.commands import EscalateNotification
 from domain.vocabulary import Actor
 from infra.messages import NotificationMessage
 from infra.settings import NOTIFICATIONS_TOPIC, Settings
+from infra.sla_config import sla_config
 
 log = structlog.get_logger("yekuo.notifier")
 
@@ -71,12 +72,15 @@ class Notifier:
         self._app: CaseApplication | None = None
 
     def dispatch_pending(self, limit: int = 500) -> int:
-        """Publish undelivered notifications; returns how many."""
+        """Publish undelivered notifications and mark them delivered once the broker acknowledged every one
+        of them; a failed send raises and marks nothing (they go out again next time)."""
+        calendar = sla_config(self.settings).calendar
         with psycopg.connect(self.database_url) as conn, conn.transaction():
             rows = conn.execute(_PENDING, (limit,)).fetchall()
             if not rows:
                 return 0
             producer = self._ensure_producer()
+            sent = []
             for row in rows:
                 message = NotificationMessage(
                     notification_id=row[0],
@@ -87,12 +91,17 @@ class Notifier:
                     kind=row[5],
                     message=row[6],
                     due_at=row[7],
+                    due_provisional=bool(row[7]) and calendar.is_provisional(row[7]),
                     created_at=row[8],
                 )
-                producer.send(
-                    NOTIFICATIONS_TOPIC, key=f"{row[3]}:{row[4]}".encode(), value=message.to_bytes()
+                sent.append(
+                    producer.send(
+                        NOTIFICATIONS_TOPIC, key=f"{row[3]}:{row[4]}".encode(), value=message.to_bytes()
+                    )
                 )
             producer.flush()
+            for future in sent:  # flush() does not raise for failed records; each future does
+                future.get(timeout=self.settings.kafka_request_timeout_ms / 1000)
             with conn.cursor() as cursor:
                 cursor.executemany(
                     "INSERT INTO notification_deliveries (notification_id, published_at) VALUES (%s, now()) "

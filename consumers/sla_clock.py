@@ -5,6 +5,12 @@ index lookup: the read model precomputes every level's instant and who holds the
 one ``RecordSlaCrossing`` command per level reached. The command id names the clock and level, so a
 tick repeated after a crash, or run by two processes at once, records each crossing exactly once.
 ``crossed_at`` is the instant the level was reached; the event's ``occurred_at`` is when the tick noticed.
+
+When a year's holiday notice is added (``yekuo calendar add``), deadlines computed with that year's
+provisional data may move: each tick also recomputes, under the current calendar, the clocks whose row
+was computed under another calendar version (running ones, and stopped ones whose figures were
+provisional), and records a ``ReviseSlaDeadline`` where the deadline moved or stopped being provisional
+(command id: clock and calendar version, so exactly once).
 Time is injected (``clock``): tests pass it, they never sleep.
 """
 
@@ -19,9 +25,12 @@ import psycopg
 import structlog
 
 from app.application import CaseApplication
-from domain.case_values import SlaCrossing
-from domain.commands import RecordSlaCrossing
+from domain.calendar import CalendarDataMissingError
+from domain.case_values import DeadlineRevision, SlaCrossing
+from domain.commands import Command, RecordSlaCrossing, ReviseSlaDeadline
+from domain.sla import read_clock
 from domain.vocabulary import Actor
+from infra.sla_config import SlaConfig, sla_config
 
 log = structlog.get_logger("yekuo.sla_clock")
 
@@ -35,6 +44,13 @@ ORDER BY next_due_at
 LIMIT %s
 """
 
+_COUNTED_UNDER_ANOTHER_CALENDAR = """
+SELECT c.clock_id, c.case_number, c.stage, c.deadline_at, c.deadline_provisional, c.calendar_version, s.state
+FROM sla_clocks c JOIN sla_case_state s USING (case_id)
+WHERE c.calendar_version <> %s AND (c.stopped_at IS NULL OR c.deadline_provisional)
+ORDER BY c.clock_id
+"""
+
 
 class SlaClock:
     def __init__(
@@ -44,11 +60,15 @@ class SlaClock:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         batch: int = 500,
+        config: Callable[..., SlaConfig] = sla_config,
     ) -> None:
         self.app = app
         self.database_url = database_url
         self.clock = clock
         self.batch = batch
+        self.config = config
+        self._checked: set[tuple[str, str]] = set()
+        """(clock id, calendar version) already recomputed and found unchanged by this process"""
 
     def due_commands(self, now: datetime) -> list[RecordSlaCrossing]:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
@@ -92,30 +112,65 @@ class SlaClock:
                 )
         return commands
 
+    def revision_commands(self, now: datetime) -> list[ReviseSlaDeadline]:
+        """Deadlines that a calendar year added since they were computed moves (or makes final)."""
+        config = self.config(reload=True)  # once a tick: an added year counts at once
+        calendar = config.calendar
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            rows = conn.execute(_COUNTED_UNDER_ANOTHER_CALENDAR, (calendar.version,)).fetchall()
+        commands = []
+        for clock_id, case_number, stage, deadline, provisional, version, state in rows:
+            if (clock_id, calendar.version) in self._checked or len(commands) >= self.batch:
+                continue
+            clock = next(c for c in state["clocks"] if c["id"] == clock_id)
+            started = datetime.fromisoformat(clock["started_at"]).date()
+            try:
+                levels = config.rules.in_force(clock["rule_set"], started).levels
+                reading = read_clock(clock, calendar, now, levels)
+            except CalendarDataMissingError:
+                continue
+            if reading.deadline == deadline and reading.provisional == bool(provisional):
+                self._checked.add((clock_id, calendar.version))
+                continue
+            commands.append(
+                ReviseSlaDeadline(
+                    command_id=f"sla-deadline:{clock_id}:{calendar.version}",
+                    case_number=case_number,
+                    actor=SLA_ACTOR,
+                    occurred_at=now,
+                    channel="SYSTEM",
+                    reason=f"calendar {calendar.version}",
+                    revision=DeadlineRevision(
+                        clock_id=clock_id,
+                        stage=stage,
+                        previous_deadline=deadline,
+                        deadline=reading.deadline,
+                        provisional=reading.provisional,
+                        previous_calendar_version=version,
+                        calendar_version=calendar.version,
+                    ),
+                )
+            )
+        return commands
+
     def tick(self) -> dict[str, int]:
-        """One look at the time: record every level reached and not yet recorded."""
+        """One look at the time: record every level reached and not yet recorded, and every deadline a
+        newly added calendar year moved."""
         now = self.clock()
-        commands = self.due_commands(now)
+        commands: list[Command] = [*self.due_commands(now), *self.revision_commands(now)]
         outcomes = self.app.execute_batch(commands) if commands else []
         counts = {"due": len(commands), "recorded": 0, "repeated": 0, "refused": 0}
         for command, outcome in zip(commands, outcomes, strict=True):
             if isinstance(outcome, Exception):
-                log.warning("crossing not recorded", command_id=command.command_id, error=repr(outcome))
+                log.warning("sla fact not recorded", command_id=command.command_id, error=repr(outcome))
                 counts["refused"] += 1
             elif not outcome.accepted:
                 counts["refused"] += 1
-                log.warning("crossing refused", command_id=command.command_id, rule=outcome.rule)
+                log.warning("sla fact refused", command_id=command.command_id, rule=outcome.rule)
             else:
                 counts["repeated" if outcome.repeated else "recorded"] += 1
                 if not outcome.repeated:
-                    log.info(
-                        "sla level recorded",
-                        case_number=command.case_number,
-                        clock_id=command.crossing.clock_id,
-                        level=command.crossing.level,
-                        crossed_at=command.crossing.crossed_at.isoformat(),
-                        department=command.crossing.department,
-                    )
+                    _log_recorded(command)
         return counts
 
     def run(self, stop: threading.Event, interval: float) -> None:
@@ -129,6 +184,29 @@ class SlaClock:
             if counts["due"] < self.batch:
                 stop.wait(interval)
         log.info("sla clock stopped")
+
+
+def _log_recorded(command: Command) -> None:
+    if isinstance(command, RecordSlaCrossing):
+        log.info(
+            "sla level recorded",
+            case_number=command.case_number,
+            clock_id=command.crossing.clock_id,
+            level=command.crossing.level,
+            crossed_at=command.crossing.crossed_at.isoformat(),
+            department=command.crossing.department,
+        )
+    elif isinstance(command, ReviseSlaDeadline):
+        revision = command.revision
+        log.info(
+            "sla deadline revised",
+            case_number=command.case_number,
+            clock_id=revision.clock_id,
+            previous_deadline=revision.previous_deadline.isoformat() if revision.previous_deadline else None,
+            deadline=revision.deadline.isoformat() if revision.deadline else None,
+            provisional=revision.provisional,
+            calendar_version=revision.calendar_version,
+        )
 
 
 def describe(counts: dict[str, Any]) -> str:

@@ -2,8 +2,11 @@
 
 Working days are Monday to Friday, minus the statutory holidays and plus the make-up working weekends
 (调休) of the State Council's yearly notice. The data comes by year (``YearData``); this module only
-computes. A date outside the data is an error (``CalendarDataMissingError``) unless the calendar was
-built with the weekday fallback, which is then part of its ``version`` so every deadline records it.
+computes. Years after the last notice count provisionally (``provisional_year``): Monday to Friday
+minus the fixed-date statutory holidays every notice keeps (元旦, 劳动节, 国庆节), so no deadline is
+ever missing; a deadline that lies in a provisional year is marked so, and the provisional years are part
+of the calendar's ``version``. Only a date past the provisional horizon is an error
+(``CalendarDataMissingError``).
 
 How a clock counts (BRIEF §2.4, the Civil Code's rule for periods applied to working days): the day a
 clock starts is not counted; each later working day contributes its 24 hours, a non-working day
@@ -27,8 +30,27 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 DAY_SECONDS = 86_400
 
 
+PROVISIONAL_HORIZON_YEARS = 10
+"""How many years after the last notice count provisionally."""
+
+FIXED_DATE_HOLIDAYS = (
+    (1, 1, "元旦"),
+    (5, 1, "劳动节"),
+    (5, 2, "劳动节"),
+    (10, 1, "国庆节"),
+    (10, 2, "国庆节"),
+    (10, 3, "国庆节"),
+)
+"""Statutory holidays on fixed solar dates (全国年节及纪念日放假办法, as amended 2024): every yearly notice
+keeps them. The lunar holidays and the make-up days (调休) are known only from the notice."""
+
+
 class CalendarDataMissingError(DomainError):
-    """A date lies outside the working-day data and no fallback was configured."""
+    """Raised when a date lies beyond even the provisional years of the working-day data."""
+
+
+class CalendarDataError(DomainError):
+    """Raised when a year's holiday data is not plausible as a State Council notice."""
 
 
 @dataclass(frozen=True)
@@ -45,13 +67,49 @@ class YearData:
             return True
         return day.weekday() < 5 and day not in self.holidays
 
+    def problems(self) -> list[str]:
+        """Why this year's data cannot be a State Council notice (empty when it is plausible)."""
+        found = []
+        outside = sorted(d for d in self.holidays | self.makeup_workdays if d.year != self.year)
+        if outside:
+            found.append(f"dates outside {self.year}: {', '.join(map(str, outside))}")
+        both = sorted(self.holidays & self.makeup_workdays)
+        if both:
+            found.append(f"both holiday and make-up working day: {', '.join(map(str, both))}")
+        weekday_makeups = sorted(d for d in self.makeup_workdays if d.weekday() < 5)
+        if weekday_makeups:
+            found.append(f"make-up working days must be weekends: {', '.join(map(str, weekday_makeups))}")
+        missing = [
+            f"{self.year}-{month:02d}-{day:02d} {name}"
+            for month, day, name in FIXED_DATE_HOLIDAYS
+            if date(self.year, month, day).weekday() < 5 and date(self.year, month, day) not in self.holidays
+        ]
+        if missing:
+            found.append(f"statutory holidays missing: {', '.join(missing)}")
+        weekday_holidays = sum(1 for d in self.holidays if d.weekday() < 5)
+        if not 8 <= weekday_holidays <= 25:
+            found.append(f"{weekday_holidays} weekday holidays; a notice has between 8 and 25")
+        if len(self.makeup_workdays) > 12:
+            found.append(f"{len(self.makeup_workdays)} make-up working days; a notice has at most 12")
+        return found
+
+
+def provisional_year(year: int) -> YearData:
+    """A year without its notice yet: Monday-Friday minus the fixed-date statutory holidays."""
+    return YearData(
+        year=year,
+        source="provisional: Monday-Friday minus the fixed-date statutory holidays until the notice is added",
+        holidays=frozenset(date(year, month, day) for month, day, _ in FIXED_DATE_HOLIDAYS),
+        makeup_workdays=frozenset(),
+    )
+
 
 @dataclass(frozen=True)
 class WorkingCalendar:
-    """Working-day arithmetic over contiguous years of data (optionally extended by weekday fallback)."""
+    """Working-day arithmetic over contiguous years of notices, extended by provisional years."""
 
     years: tuple[YearData, ...]
-    fallback_years: tuple[int, ...] = ()
+    provisional_years: tuple[int, ...] = ()
     version: str = field(init=False)
     _first: date = field(init=False, repr=False)
     _cumulative: list[int] = field(init=False, repr=False)
@@ -59,15 +117,15 @@ class WorkingCalendar:
 
     def __post_init__(self) -> None:
         by_year = {y.year: y for y in self.years}
-        covered = sorted({*by_year, *self.fallback_years})
+        covered = sorted({*by_year, *self.provisional_years})
         if not covered or covered != list(range(covered[0], covered[-1] + 1)):
             raise ValueError(f"calendar years must be contiguous, got {covered}")
         first = date(covered[0], 1, 1)
         working: list[bool] = []
         day = first
         while day.year <= covered[-1]:
-            data = by_year.get(day.year)
-            working.append(data.is_working_day(day) if data else day.weekday() < 5)
+            data = by_year.get(day.year) or provisional_year(day.year)
+            working.append(data.is_working_day(day))
             day += timedelta(days=1)
         cumulative = [0]
         for flag in working:
@@ -81,20 +139,34 @@ class WorkingCalendar:
             ).encode()
         ).hexdigest()[:10]
         version = f"CN-{min(by_year)}-{max(by_year)}@{digest}"
-        if self.fallback_years:
-            version += f"+weekdays:{self.fallback_years[0]}-{self.fallback_years[-1]}"
+        if self.provisional_years:
+            version += f"+provisional:{self.provisional_years[0]}-{self.provisional_years[-1]}"
         object.__setattr__(self, "version", version)
         object.__setattr__(self, "_first", first)
         object.__setattr__(self, "_cumulative", cumulative)
         object.__setattr__(self, "_working", working)
 
     @classmethod
-    def build(cls, years: Iterable[YearData], *, fallback_until: int | None = None) -> WorkingCalendar:
-        """A calendar of ``years``; with ``fallback_until``, later years count Monday-Friday only."""
+    def build(
+        cls, years: Iterable[YearData], *, provisional_years: int = PROVISIONAL_HORIZON_YEARS
+    ) -> WorkingCalendar:
+        """A calendar of ``years`` followed by ``provisional_years`` years without a notice yet."""
         data = tuple(sorted(years, key=lambda y: y.year))
         last = data[-1].year if data else 0
-        fallback = tuple(range(last + 1, fallback_until + 1)) if fallback_until else ()
-        return cls(data, fallback)
+        return cls(data, tuple(range(last + 1, last + 1 + provisional_years)))
+
+    @property
+    def provisional_from(self) -> date | None:
+        """The first day counted without a notice, if any."""
+        return date(self.provisional_years[0], 1, 1) if self.provisional_years else None
+
+    def is_provisional(self, moment: datetime) -> bool:
+        """Whether working time up to ``moment`` depends on a year without its notice.
+
+        24:00 of 31 December belongs to the day it ends, so it is not provisional.
+        """
+        first = self.provisional_from
+        return first is not None and (moment.astimezone(SHANGHAI) - timedelta(microseconds=1)).date() >= first
 
     # ---- days ---------------------------------------------------------------------------------------
 
@@ -102,8 +174,8 @@ class WorkingCalendar:
         index = (day - self._first).days
         if not 0 <= index < len(self._working):
             raise CalendarDataMissingError(
-                f"no working-day data for {day.isoformat()} (calendar {self.version}); add the year's "
-                "State Council holiday notice to the calendar data or configure the weekday fallback"
+                f"no working-day data for {day.isoformat()} (calendar {self.version}): it lies beyond the "
+                "provisional years; add the State Council holiday notices (yekuo calendar add)"
             )
         return index
 

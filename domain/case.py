@@ -19,6 +19,7 @@ from domain.case_values import (
     SLA_LEVELS,
     ApplicationDetails,
     CommandContext,
+    DeadlineRevision,
     OpenStage,
     Pause,
     SlaCrossing,
@@ -539,6 +540,22 @@ class Case(Aggregate):
 
         def evolve(self, case: Case) -> None:
             case.sla_marks = [*_sla_marks(case), f"{self.clock_id}/{self.level}"]
+
+    class SlaDeadlineRevised(Event):
+        """时限截止日调整: a year's holiday notice was loaded and a clock's deadline moved or became final.
+
+        ``previous_deadline`` was computed under ``previous_calendar_version`` (possibly with provisional
+        years); ``deadline`` under ``calendar_version``; ``provisional`` tells whether it still depends on
+        a year without its notice. None: the clock is paused, its deadline moves with the pause.
+        """
+
+        clock_id: str
+        stage: str
+        previous_deadline: datetime | None
+        deadline: datetime | None
+        provisional: bool
+        previous_calendar_version: str
+        calendar_version: str
 
     # ---- state (assigned by ApplicationSubmitted.evolve) ---------------------------------------------
     # Declared for type checkers only: at run time the aggregate's __init__ must stay free of fields.
@@ -1157,6 +1174,13 @@ class Case(Aggregate):
         if crossing.crossed_at > ctx.occurred_at:
             raise _reject("SLA_NOT_YET_CROSSED", "a level cannot be recorded before it is reached")
         self._record(Case.SlaThresholdCrossed, ctx, **dataclasses.asdict(crossing))
+
+    def revise_sla_deadline(self, ctx: CommandContext, revision: DeadlineRevision) -> None:
+        """Record that a clock's deadline moved (or stopped being provisional) under a new calendar."""
+        self._check_common(ctx)
+        if revision.calendar_version == revision.previous_calendar_version:
+            raise _reject("SLA_REVISION_SAME_CALENDAR", "a deadline revision needs a new calendar version")
+        self._record(Case.SlaDeadlineRevised, ctx, **dataclasses.asdict(revision))
 
     def return_to_stage(self, ctx: CommandContext, target: Stage) -> None:
         """退回 (reason) to an earlier utility stage that already passed; later progress is undone."""

@@ -77,6 +77,19 @@ class SlaCrossing:
 
 
 @dataclass(frozen=True)
+class DeadlineRevision:
+    """A clock's deadline recomputed after a year's holiday notice was loaded (see ``domain.sla``)."""
+
+    clock_id: str
+    stage: str
+    previous_deadline: datetime | None
+    deadline: datetime | None
+    provisional: bool
+    previous_calendar_version: str
+    calendar_version: str
+
+
+@dataclass(frozen=True)
 class ApplicationDetails:
     """What the customer applies with (用电申请)."""
 

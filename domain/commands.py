@@ -15,7 +15,7 @@ from typing import ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from domain.case import Case
-from domain.case_values import ApplicationDetails, CommandContext, SlaCrossing
+from domain.case_values import ApplicationDetails, CommandContext, DeadlineRevision, SlaCrossing
 from domain.hashchain import canonical
 from domain.vocabulary import Actor, Department, Stage
 
@@ -402,6 +402,17 @@ class RecordSlaCrossing(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReviseSlaDeadline(Command):
+    """调整时限截止日 (issued by the SLA clock when a loaded holiday notice moves a deadline; the command id
+    names the clock and the calendar version)."""
+
+    revision: DeadlineRevision
+
+    def execute(self, case: Case, ctx: CommandContext) -> None:
+        case.revise_sla_deadline(ctx, self.revision)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ReturnToStage(Command):
     """退回 (reason)."""
 
@@ -456,6 +467,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         AcknowledgeNotification,
         EscalateNotification,
         RecordSlaCrossing,
+        ReviseSlaDeadline,
         ReturnToStage,
         CancelCase,
     )

@@ -84,6 +84,7 @@ RELEVANT_EVENTS = frozenset(
         "CustomerStepAwaited",
         "SupplementProvided",
         "SlaThresholdCrossed",
+        "SlaDeadlineRevised",
         *_CUSTOMER_ACTS,
         *_REQUESTED,
         *_ANSWERED,
@@ -189,6 +190,10 @@ class SlaTracker:
             for clock in s["clocks"]:
                 if clock["id"] == p["clock_id"] and p["level"] not in clock["recorded"]:
                     clock["recorded"].append(p["level"])
+        elif kind == "SlaDeadlineRevised":  # a holiday notice was loaded: the clock now counts with it
+            for clock in s["clocks"]:
+                if clock["id"] == p["clock_id"]:
+                    clock["calendar_version"] = p["calendar_version"]
         return True
 
     def running(self, kind: str | None = None) -> list[State]:
@@ -296,6 +301,8 @@ class ClockReading:
     on_time: bool | None
     """Stopped clocks only: the answer came within the limit."""
     crossings: tuple[Crossing, ...]
+    provisional: bool = False
+    """The deadline or the elapsed time depends on a year whose holiday notice is not loaded yet."""
 
 
 def _parse(value: str | None) -> datetime | None:
@@ -357,6 +364,7 @@ def read_clock(
         deadline,
         (elapsed <= limit) if stopped is not None else None,
         tuple(crossings),
+        calendar.is_provisional(end) or (deadline is not None and calendar.is_provisional(deadline)),
     )
 
 

@@ -144,6 +144,10 @@ class NotificationMessage(BaseModel):
     kind: str
     message: str
     due_at: datetime | None
+    due_provisional: bool = Field(
+        default=False,
+        description="The due date counts a year whose holiday notice is not loaded yet (Mon-Fri estimate).",
+    )
     created_at: datetime
 
     def to_bytes(self) -> bytes:

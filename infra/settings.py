@@ -59,6 +59,9 @@ class Settings(BaseSettings):
         ge=1,
         description="Longest a consumer's fetch waits for data (Tansu never cuts it short).",
     )
+    kafka_request_timeout_ms: int = Field(
+        default=15_000, ge=1000, description="Longest a producer waits for the broker to acknowledge a send."
+    )
 
     # event store
     snapshot_interval: int = Field(default=50, ge=1, description="Take a case snapshot every N events.")
@@ -89,11 +92,19 @@ class Settings(BaseSettings):
         default="SGCC_INTERNAL", description="Active rule set: REG_2009, SGCC_INTERNAL…"
     )
     sla_rules_file: Path | None = Field(default=None, description="Extra rule sets (JSON, like infra/data).")
-    calendar_dir: Path | None = Field(default=None, description="Extra calendar years (one JSON per year).")
-    calendar_fallback_until: int | None = Field(
-        default=None, description="Count years after the data Monday-Friday until this year (logged)."
+    calendar_dir: Path | None = Field(
+        default=None,
+        description="Years added by `yekuo calendar add` (one JSON per year); unset: STATE_DIR/calendar.",
+    )
+    calendar_provisional_years: int = Field(
+        default=10, ge=1, le=50, description="Years after the last notice that count provisionally."
     )
     sla_tick_seconds: float = Field(default=30.0, gt=0, description="How often the SLA clock looks at time.")
 
     log_level: str = Field(default="INFO")
     log_json: bool | None = Field(default=None, description="JSON logs; unset: JSON unless on a TTY.")
+
+    @property
+    def calendar_store(self) -> Path:
+        """Where added calendar years live (shared by every process of one installation)."""
+        return self.calendar_dir or self.state_dir / "calendar"

@@ -40,6 +40,7 @@ TABLE = Table(
         Column("accepted_at", "timestamptz"),
         Column("energised_at", "timestamptz"),
         Column("expected_completion", "date"),
+        Column("expected_completion_provisional", "boolean"),
         Column("last_event", "text NOT NULL"),
         Column("updated_at", "timestamptz NOT NULL"),
     ),
@@ -77,7 +78,8 @@ class ProgressProjection:
     tables = (TABLE,)
     views = (
         "CREATE OR REPLACE VIEW progress_lookup AS SELECT case_number, customer_ref, customer_name_masked, "
-        "category_label, status_label, current_stages, next_step, timeline, expected_completion, updated_at "
+        "category_label, status_label, current_stages, next_step, timeline, expected_completion, updated_at, "
+        "expected_completion_provisional "
         "FROM case_progress",
     )
 
@@ -127,6 +129,7 @@ def _new_row(event: CaseEventMessage) -> Row:
         "accepted_at": None,
         "energised_at": None,
         "expected_completion": None,
+        "expected_completion_provisional": False,
         "last_event": event.type,
         "updated_at": event.recorded_at,
     }
@@ -244,7 +247,13 @@ def _estimate(config: SlaConfig, row: Row, now: datetime) -> None:
         row["expected_completion"] = (
             row["energised_at"].astimezone(SHANGHAI).date() if row["energised_at"] else None
         )
+        row["expected_completion_provisional"] = False
         return
     stages = [s["stage"] for s in row["current_stages"]] or [Stage.APPLICATION.value]
     earliest = min(stages, key=lambda s: Stage(s).position)
-    row["expected_completion"] = expected_completion(config, row["category"], row["route"], earliest, now)
+    expected = expected_completion(config, row["category"], row["route"], earliest, now)
+    provisional_from = config.calendar.provisional_from
+    row["expected_completion"] = expected
+    row["expected_completion_provisional"] = bool(
+        expected and provisional_from and expected >= provisional_from
+    )

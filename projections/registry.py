@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
-from infra.sla_config import SlaConfig, sla_config
+from infra.settings import Settings
+from infra.sla_config import SlaConfig, following_sla_config, sla_config
 from projections.notifications import NotificationsProjection
 from projections.progress import ProgressProjection
 from projections.sla import SlaProjection
@@ -14,20 +16,22 @@ from projections.workload import WorkloadProjection
 NAMES = ("progress", "workload", "notifications", "sla")
 
 
-def build(config: SlaConfig) -> dict[str, Projection]:
-    """The projections under ``config`` (what-if replays build them under another rule set)."""
+def build(config: SlaConfig, follow: Callable[..., SlaConfig] | None = None) -> dict[str, Projection]:
+    """The projections under ``config`` (what-if replays build them under another rule set); with
+    ``follow``, the SLA read model counts with holiday notices added while it runs."""
     projections: list[Projection] = [
         ProgressProjection(config),
         WorkloadProjection(),
         NotificationsProjection(config),
-        SlaProjection(config),
+        SlaProjection(follow or config),
     ]
     return {p.name: p for p in projections}
 
 
 @functools.cache
 def _default() -> dict[str, Projection]:
-    return build(sla_config())
+    settings = Settings()
+    return build(sla_config(settings), following_sla_config(settings.model_dump_json()))
 
 
 def select(names: list[str] | None = None) -> list[Projection]:

@@ -9,6 +9,7 @@ selects ``next_due_at <= now``. Shares used "now" are computed by the reports wi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +50,7 @@ CLOCKS = Table(
         Column("next_due_at", "timestamptz"),
         Column("next_level", "text"),
         Column("calendar_missing", "boolean NOT NULL"),
+        Column("deadline_provisional", "boolean NOT NULL"),
         Column("rule_set", "text NOT NULL"),
         Column("rule_version", "text NOT NULL"),
         Column("calendar_version", "text NOT NULL"),
@@ -83,7 +85,7 @@ VIEWS = (
     """CREATE OR REPLACE VIEW sla_open_clocks AS
     SELECT clock_id, case_number, category, kind, stage, review_department, started_at, limit_days,
            deadline_at, paused, holder_department, holder_handler, next_level, next_due_at, rule_set,
-           rule_version
+           rule_version, deadline_provisional
     FROM sla_clocks WHERE stopped_at IS NULL""",
     """CREATE OR REPLACE VIEW sla_breaches_by_department AS
     SELECT department, stage, category, (crossed_at AT TIME ZONE 'Asia/Shanghai')::date AS day,
@@ -97,10 +99,29 @@ class SlaProjection:
     tables = (STATE, CLOCKS, CROSSINGS)
     views = VIEWS
 
-    def __init__(self, config: SlaConfig) -> None:
-        self.config = config
+    def __init__(self, config: SlaConfig | Callable[..., SlaConfig]) -> None:
+        """``config``: fixed (rebuilds, what-if, tests), or a source such as ``infra.sla_config.sla_config``
+        that follows the calendar store, so a live worker counts with a holiday notice once it is added."""
+        if isinstance(config, SlaConfig):
+            fixed = config
+
+            def config_source(*, reload: bool = False) -> SlaConfig:
+                return fixed
+
+            self._source: Callable[..., SlaConfig] = config_source
+        else:
+            self._source = config
+
+    @property
+    def config(self) -> SlaConfig:
+        return self._source()
 
     def apply(self, rows: CaseRows, event: CaseEventMessage) -> None:
+        if (
+            event.type == "SlaDeadlineRevised"
+            and event.payload["calendar_version"] != self.config.calendar.version
+        ):
+            self._source(reload=True)  # the SLA clock saw the new year first; look now, not in seconds
         states = rows.setdefault(STATE.name, [])
         if not states:
             states.append({"case_id": event.case_id, "state": {"clocks": [], "holders": {}, "flags": {}}})
@@ -111,6 +132,7 @@ class SlaProjection:
             return
         if event.type == "SlaThresholdCrossed":
             rows.setdefault(CROSSINGS.name, []).append(_crossing_row(event, state))
+        if event.type in ("SlaThresholdCrossed", "SlaDeadlineRevised"):
             running.add(event.payload["clock_id"])
         # Only clocks that were or are running can change (a stopped clock's row is final), and the
         # evaluation is most of this projection's cost.
@@ -177,6 +199,7 @@ def _unknown(row: Row) -> Row:
     row.update(dict.fromkeys(("deadline_at", "elapsed_seconds", "excluded_seconds", "on_time"), None))
     row.update(holder_department=None, holder_handler=None, crossings=[], next_due_at=None, next_level=None)
     row["calendar_missing"] = True
+    row["deadline_provisional"] = True
     return row
 
 
@@ -212,5 +235,6 @@ def _clock_row(
         next_due_at=pending[0].at if pending else None,
         next_level=pending[0].level if pending else None,
         calendar_missing=False,
+        deadline_provisional=reading.provisional,
     )
     return row

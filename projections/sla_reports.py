@@ -70,6 +70,8 @@ class OpenClock:
     limit_days: int
     deadline: datetime | None
     """None while the clock is paused."""
+    provisional: bool
+    """The deadline counts a year whose holiday notice is not loaded yet."""
     share: float
     department: str | None
     handler: str | None
@@ -101,6 +103,7 @@ def open_clocks(
                 stage=clock["stage"],
                 limit_days=clock["limit_days"],
                 deadline=reading.deadline,
+                provisional=reading.provisional,
                 share=reading.share,
                 department=department,
                 handler=handler,

@@ -15,9 +15,12 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+import structlog
 
 from infra.messages import CaseEventMessage
 from projections.tables import CaseState, Projection, Table, all_tables, versions_table
+
+log = structlog.get_logger("yekuo.read_models")
 
 SHADOW = "__shadow"
 
@@ -85,7 +88,11 @@ def table_exists(conn: psycopg.Connection[Any], name: str) -> bool:
 
 
 def create_schema(conn: psycopg.Connection[Any], projections: Iterable[Projection]) -> None:
-    """Create what is missing: operational tables, each projection's tables and views."""
+    """Create what is missing: operational tables, each projection's tables and views.
+
+    A column added to a table in a later release is added to an existing table as nullable, and logged:
+    its rows get the value as their cases change; ``yekuo projections rebuild NAME`` fills all of them.
+    """
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('yekuo.read-model-schema'))")
         conn.execute(OPERATIONS_SCHEMA)
@@ -94,8 +101,31 @@ def create_schema(conn: psycopg.Connection[Any], projections: Iterable[Projectio
                 if not table_exists(conn, table.name):
                     for statement in table.ddl(""):
                         conn.execute(statement)
+                else:
+                    _add_new_columns(conn, projection, table)
             for view in projection.views:
                 conn.execute(view)
+
+
+def _add_new_columns(conn: psycopg.Connection[Any], projection: Projection, table: Table) -> None:
+    present = {
+        row[0]
+        for row in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = %s",
+            (table.name,),
+        )
+    }
+    for column in table.columns:
+        if column.name not in present:
+            sql_type = column.sql_type.replace("NOT NULL", "").strip()
+            conn.execute(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {sql_type}")
+            log.warning(
+                "read model gained a column; rebuild to fill it",
+                table=table.name,
+                column=column.name,
+                rebuild=f"yekuo projections rebuild {projection.name}",
+            )
 
 
 def load_states(

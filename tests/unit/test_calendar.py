@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.calendar import DAY_SECONDS, SHANGHAI, CalendarDataMissingError, WorkingCalendar
+from domain.calendar import DAY_SECONDS, SHANGHAI, CalendarDataMissingError
 from infra.settings import Settings
 from infra.sla_config import load_calendar
 
@@ -54,13 +54,13 @@ def test_the_calendar_data_matches_the_state_council_notices_as_packaged() -> No
         day += timedelta(days=1)
 
 
-def test_a_date_outside_the_data_is_an_error_or_an_explicit_logged_fallback() -> None:
-    with pytest.raises(CalendarDataMissingError, match="2027"):
-        CALENDAR.is_working_day(date(2027, 1, 4))
-    extended = WorkingCalendar.build(CALENDAR.years, fallback_until=2028)
-
-    assert extended.is_working_day(date(2027, 1, 4)) and not extended.is_working_day(date(2027, 1, 9))
-    assert extended.version.endswith("+weekdays:2027-2028") and extended.version != CALENDAR.version
+def test_years_after_the_notices_count_provisionally_and_only_past_the_horizon_is_an_error() -> None:
+    assert CALENDAR.provisional_years[0] == 2027
+    assert not CALENDAR.is_working_day(date(2027, 1, 1))  # 元旦, kept by every notice
+    assert CALENDAR.is_working_day(date(2027, 1, 4))
+    assert CALENDAR.version.endswith(f"+provisional:2027-{CALENDAR.provisional_years[-1]}")
+    with pytest.raises(CalendarDataMissingError, match=str(CALENDAR.provisional_years[-1] + 1)):
+        CALENDAR.is_working_day(date(CALENDAR.provisional_years[-1] + 1, 1, 4))
 
 
 moments = st.datetimes(min_value=datetime(2020, 1, 2), max_value=datetime(2026, 9, 30)).map(  # noqa: DTZ001

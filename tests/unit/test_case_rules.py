@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from domain.case import Case
-from domain.case_values import CommandContext, SlaCrossing
+from domain.case_values import CommandContext, DeadlineRevision, SlaCrossing
 from domain.commands import (
     ArchiveCase,
     CompleteSiteSurvey,
@@ -360,6 +360,27 @@ def _crossing(clock: Clock, level: str, hours: int = -1) -> SlaCrossing:
     )  # fmt: skip
 
 
+def _revision(clock: Clock, previous: str, current: str) -> DeadlineRevision:
+    return DeadlineRevision(
+        "c:STAGE:SUPPLY_PLAN:1", "SUPPLY_PLAN", clock.now + timedelta(days=40), clock.now + timedelta(days=41),
+        False, previous, current,
+    )  # fmt: skip
+
+
+def test_a_deadline_moved_by_a_new_calendar_is_recorded_on_the_case() -> None:
+    case, clock = _fresh()
+
+    case.revise_sla_deadline(clock.ctx(CLERK), _revision(clock, "CN-2020-2026+provisional", "CN-2020-2027"))
+
+    revised = case.collect_events()[-1]
+    assert isinstance(revised, Case.SlaDeadlineRevised)
+    assert (revised.clock_id, revised.provisional, revised.calendar_version) == (
+        "c:STAGE:SUPPLY_PLAN:1",
+        False,
+        "CN-2020-2027",
+    )
+
+
 def _fresh() -> tuple[Case, Clock]:
     clock = Clock()
     return new_case(clock=clock), clock
@@ -408,6 +429,9 @@ RULES: dict[str, Callable[[], object]] = {
     "SLA_ALREADY_RECORDED": _provoke(
         _fresh,
         lambda case, c: [case.record_sla_crossing(c.ctx(CLERK), _crossing(c, "BREACH")) for _ in range(2)],
+    ),
+    "SLA_REVISION_SAME_CALENDAR": _provoke(
+        _fresh, lambda case, c: case.revise_sla_deadline(c.ctx(CLERK), _revision(c, "CN-test", "CN-test"))
     ),
     "SLA_NOT_YET_CROSSED": _provoke(
         _fresh, lambda case, c: case.record_sla_crossing(c.ctx(CLERK), _crossing(c, "BREACH", hours=1))

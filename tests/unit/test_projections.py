@@ -149,11 +149,14 @@ def test_masks_keep_only_what_a_customer_needs_to_recognise() -> None:
     }
 
 
-def test_due_dates_follow_the_working_day_calendar_and_beyond_its_data_there_is_none() -> None:
+def test_due_dates_follow_the_working_day_calendar_into_the_provisional_years() -> None:
     friday = datetime(2025, 9, 26, 15, 0, tzinfo=SHANGHAI)
 
     assert due_after(CONFIG, friday, 3) == datetime(2025, 10, 1, 0, 0, tzinfo=SHANGHAI)  # Sun 9-28 is worked
-    assert due_after(CONFIG, datetime(2026, 12, 30, tzinfo=SHANGHAI), 5) is None
+    # 12-31, then 元旦 2027 (kept by every notice), Mon 01-04 … Thu 01-07
+    assert due_after(CONFIG, datetime(2026, 12, 30, tzinfo=SHANGHAI), 5) == datetime(
+        2027, 1, 8, 0, 0, tzinfo=SHANGHAI
+    )
 
 
 def test_the_published_json_schemas_in_docs_are_current() -> None:
