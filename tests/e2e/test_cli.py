@@ -34,7 +34,7 @@ def test_a_case_is_submitted_worked_traced_and_verified_from_the_terminal(fresh_
     env = {"DATABASE_URL": fresh_database_url}
     submitted = yekuo(
         "case", "submit", "YK-CLI-1", "--category", "RESIDENTIAL", "--customer-name", "王秀英",
-        "--customer-ref", "C-1", "--phone", "13905990123", "--id-number", "350782196805120026",
+        "--customer-ref", "C-1", "--phone", "13905990123", "--id-number", "350782196805120027",
         "--address", "武夷山市柳营路18号", "--capacity-kva", "8", "--supply-voltage", "220V",
         "--actor", CLERK, "--occurred-at", "2025-09-01T09:00:00+08:00", env=env,
     )  # fmt: skip
@@ -71,7 +71,7 @@ def test_verify_names_the_first_event_altered_in_the_database(fresh_database_url
     env = {"DATABASE_URL": fresh_database_url}
     yekuo(
         "case", "submit", "YK-CLI-2", "--category", "RESIDENTIAL", "--customer-name", "王秀英",
-        "--customer-ref", "C-2", "--phone", "13905990123", "--id-number", "350782196805120026",
+        "--customer-ref", "C-2", "--phone", "13905990123", "--id-number", "350782196805120027",
         "--address", "武夷山市柳营路18号", "--capacity-kva", "8", "--supply-voltage", "220V",
         "--actor", CLERK, env=env,
     )  # fmt: skip
