@@ -43,6 +43,10 @@ class Command:
     occurred_at: datetime
     channel: str
     reason: str = ""
+    occurred_at_defaulted: bool = False
+    """True when the caller gave no ``occurred_at`` and the door filled in the time it received the
+    command. Such a time is not part of what the caller asked, so ``fingerprint`` leaves it out: a retry
+    under the same command id is a repeat, not a different command reusing the id."""
 
     creates_case: ClassVar[bool] = False
 
@@ -66,7 +70,10 @@ class Command:
 
     def fingerprint(self) -> str:
         """Hash of the command's content, to tell a repeat from a different command reusing an id."""
-        content = {"type": self.command_type, **canonical(dataclasses.asdict(self))}
+        fields = canonical(dataclasses.asdict(self))
+        if fields.pop("occurred_at_defaulted"):
+            del fields["occurred_at"]
+        content = {"type": self.command_type, **fields}
         encoded = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(encoded.encode()).hexdigest()
 
