@@ -171,13 +171,18 @@ _USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 
 
-def check_text(name: str, value: str) -> None:
+COMMAND_TEXT_LIMIT = 2000
+"""Longest text (characters) of a command's own fields (findings, summaries, issues, ids, …)."""
+
+
+def check_text(name: str, value: str, *, limit: int | None = None, multiline: bool | None = None) -> None:
     """A text field's length limit and its freedom from control characters (TEXT_TOO_LONG,
-    TEXT_CONTROL_CHARACTER)."""
-    limit = TEXT_LIMITS.get(name)
+    TEXT_CONTROL_CHARACTER); ``limit`` and ``multiline`` default to ``TEXT_LIMITS`` and
+    ``MULTILINE_FIELDS``."""
+    limit = TEXT_LIMITS.get(name) if limit is None else limit
     if limit is not None and len(value) > limit:
         raise RuleViolationError("TEXT_TOO_LONG", f"{name} has {len(value)} characters; at most {limit}")
-    allowed = "\n\t" if name in MULTILINE_FIELDS else ""
+    allowed = "\n\t" if (name in MULTILINE_FIELDS if multiline is None else multiline) else ""
     for index, char in enumerate(value):
         if unicodedata.category(char) == "Cc" and char not in allowed:
             raise RuleViolationError(
@@ -248,3 +253,16 @@ def check_capacity(capacity_kva: float) -> None:
             f"the applied capacity must be a finite number of kVA up to {MAX_CAPACITY_KVA:.0f}, "
             f"got {capacity_kva}",
         )
+
+
+def check_command_text(name: str, value: object) -> None:
+    """The text in a command's own field ``name`` (a string, strings in a tuple, or an actor): at most
+    ``COMMAND_TEXT_LIMIT`` characters each, line breaks and tabs allowed, no other control character."""
+    if isinstance(value, str):
+        check_text(name, value, limit=COMMAND_TEXT_LIMIT, multiline=True)
+    elif isinstance(value, tuple):
+        for item in value:
+            check_command_text(name, item)
+    elif isinstance(value, Actor):
+        for part in ("person_id", "name", "department"):
+            check_text(f"actor.{part}", getattr(value, part))

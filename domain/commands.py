@@ -15,7 +15,13 @@ from typing import ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from domain.case import Case
-from domain.case_values import ApplicationDetails, CommandContext, DeadlineRevision, SlaCrossing
+from domain.case_values import (
+    ApplicationDetails,
+    CommandContext,
+    DeadlineRevision,
+    SlaCrossing,
+    check_command_text,
+)
 from domain.hashchain import canonical
 from domain.vocabulary import Actor, Department, Stage
 
@@ -59,6 +65,10 @@ class Command:
         return case_id_for(self.case_number)
 
     def context(self, recorded_at: datetime) -> CommandContext:
+        """Provenance of this command; refuses text fields that are too long or hold control characters."""
+        for field in dataclasses.fields(self):
+            if field.name not in _BASE_FIELDS:
+                check_command_text(field.name, getattr(self, field.name))
         return CommandContext(
             actor=self.actor,
             occurred_at=self.occurred_at,
@@ -80,6 +90,10 @@ class Command:
     def execute(self, case: Case, ctx: CommandContext) -> None:
         """Apply this command to ``case``; raises ``RuleViolationError`` when a rule forbids it."""
         raise NotImplementedError(f"{self.command_type} must define execute()")
+
+
+_BASE_FIELDS = frozenset(field.name for field in dataclasses.fields(Command))
+"""Fields of ``Command`` itself; ``CommandContext`` checks their text."""
 
 
 @dataclass(frozen=True, kw_only=True)

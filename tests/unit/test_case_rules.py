@@ -14,6 +14,8 @@ from domain.case import Case
 from domain.case_values import CommandContext, DeadlineRevision, SlaCrossing
 from domain.commands import (
     ArchiveCase,
+    AssignHandler,
+    Command,
     CompleteSiteSurvey,
     ConfirmSupplyPlan,
     DraftSupplyPlan,
@@ -24,6 +26,7 @@ from domain.commands import (
     ReplySupplyPlan,
     ReportCompletion,
     RequestPlanReviews,
+    RequestSupplement,
     ReviewDesign,
     SignContract,
     SubmitDesign,
@@ -699,3 +702,44 @@ def test_a_notification_can_be_acknowledged_after_the_case_closed() -> None:
     acknowledged = case.collect_events()[-1]
     assert isinstance(acknowledged, Case.NotificationAcknowledged)
     assert acknowledged.department == "OPERATIONS"
+
+
+def _command_fields() -> dict[str, object]:
+    return {
+        "command_id": "c-1",
+        "case_number": "YK-1",
+        "actor": CLERK,
+        "occurred_at": START,
+        "channel": "COUNTER",
+    }
+
+
+@pytest.mark.parametrize(
+    ("command", "rule"),
+    [
+        (lambda: CompleteSiteSurvey(**_command_fields(), findings="x" * 2001), "TEXT_TOO_LONG"),
+        (lambda: CompleteSiteSurvey(**_command_fields(), findings="现场\x07"), "TEXT_CONTROL_CHARACTER"),
+        (
+            lambda: RequestSupplement(**_command_fields(), missing_documents=("身份证\x1b",)),
+            "TEXT_CONTROL_CHARACTER",
+        ),
+        (
+            lambda: AssignHandler(
+                **_command_fields(), stage=Stage.SITE_SURVEY, handler=Actor("op", "李" * 101, "OPERATIONS")
+            ),
+            "TEXT_TOO_LONG",
+        ),
+    ],
+)
+def test_a_commands_own_text_fields_are_checked_before_it_is_decided(
+    command: Callable[[], Command], rule: str
+) -> None:
+    with pytest.raises(RuleViolationError) as refused:
+        command().context(START)
+    assert refused.value.rule == rule
+
+
+def test_a_commands_free_text_may_span_lines() -> None:
+    command = CompleteSiteSurvey(**_command_fields(), findings="表箱位置:\n\t东墙")  # type: ignore[arg-type]
+
+    assert command.context(START).command_id == "c-1"
