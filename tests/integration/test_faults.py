@@ -141,6 +141,7 @@ def test_forged_and_phantom_events_are_dead_lettered_and_leave_the_rows_alone(
     apply_batch(conn, registry.select(), GROUP, feed(cancellation, phantom))
 
     assert read_models(conn) == before
+    assert parked(conn) == []
     reasons = dead_reasons(conn)
     assert len(reasons) == 2
     assert "cannot apply CaseCancelled v5: case number 'YK-FORGED' disagrees" in reasons[0]
@@ -148,3 +149,24 @@ def test_forged_and_phantom_events_are_dead_lettered_and_leave_the_rows_alone(
     assert "already has rows" in reasons[1]
     apply_batch(conn, registry.select(), GROUP, feed(*messages[4:]))
     assert version(conn, case) == len(messages)
+    live = read_models(conn)
+    rebuild(
+        conn, registry.select(), lambda after, until: [(messages[after:until], until)], lambda: len(messages)
+    )
+    assert read_models(conn) == live
+
+
+def test_a_rebuild_discards_parked_events_its_rows_already_contain(conn: psycopg.Connection[Any]) -> None:
+    case, _ = walk("RESIDENTIAL")
+    messages = messages_of(case)
+    feed = Feed()
+    apply_batch(conn, registry.select(), GROUP, feed(*messages[:3], messages[4]))
+    assert {v for _, v in parked(conn)} == {5}
+
+    rebuild(
+        conn, registry.select(), lambda after, until: [(messages[after:until], until)], lambda: len(messages)
+    )
+
+    assert parked(conn) == [] and version(conn, case) == len(messages)
+    apply_batch(conn, registry.select(), GROUP, feed(*messages))
+    assert version(conn, case) == len(messages) and dead_reasons(conn) == []
