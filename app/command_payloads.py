@@ -21,7 +21,9 @@ from app.application import ApplicationError
 from domain.commands import COMMAND_TYPES, Command
 from domain.vocabulary import Actor
 
-ENVELOPE_FIELDS = frozenset({"command_id", "case_number", "actor", "occurred_at", "channel", "reason"})
+ENVELOPE_FIELDS = frozenset(
+    {"command_id", "case_number", "actor", "occurred_at", "channel", "reason", "occurred_at_defaulted"}
+)
 """Fields every command has; they come from the envelope (or the token), never from the payload."""
 
 

@@ -8,6 +8,7 @@ import sys
 import typing
 import uuid
 from datetime import date, datetime
+from enum import Enum
 from typing import Any
 
 import typer
@@ -15,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from app.application import CaseApplication, CaseNotFoundError, CommandOutcome
-from cli.common import department_label, label, local_time, open_application
+from cli.common import department_label, fail, label, local_time, open_application, parse_instant
 from domain.calendar import SHANGHAI
 from domain.case import Case
 from domain.case_values import ApplicationDetails
@@ -145,63 +146,89 @@ def print_outcome(outcome: CommandOutcome) -> None:
 # ---- parsing command fields -------------------------------------------------------------------------
 
 
-def parse_actor(text: str) -> Actor:
+def parse_actor(text: str, option: str = "--actor") -> Actor:
     """``person_id,name,DEPARTMENT``."""
     parts = [part.strip() for part in text.split(",")]
     if len(parts) != 3:
-        raise typer.BadParameter(f"an actor is 'person_id,name,DEPARTMENT', got {text!r}")
-    return Actor(*parts)
+        fail(option, f"an actor is 'person_id,name,DEPARTMENT', got {text!r}")
+    try:
+        return Actor(*parts)
+    except (TypeError, ValueError) as error:
+        fail(option, str(error))
 
 
-def coerce(value: str, annotation: Any) -> Any:
-    """Turn a command-line string into the command field's type."""
+def coerce(value: str, annotation: Any, option: str) -> Any:
+    """Turn a command-line string into the command field's type; ``fail`` names ``option`` if it cannot."""
     origin = typing.get_origin(annotation)
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
         options = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return None if value == "" else coerce(value, options[0])
+        return None if value == "" else coerce(value, options[0], option)
     if origin is tuple:
         return tuple(item.strip() for item in value.split(",") if item.strip())
     if annotation is bool:
         if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
-            raise typer.BadParameter(f"expected true/false, got {value!r}")
+            fail(option, f"expected true/false, got {value!r}")
         return value.lower() in ("true", "yes", "1")
     if annotation is Actor:
-        return parse_actor(value)
+        return parse_actor(value, option)
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        if value not in annotation.__members__:
+            fail(option, f"{value!r} is not one of {', '.join(annotation.__members__)}")
+        return annotation[value]
     if annotation is date:
-        return date.fromisoformat(value)
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            fail(option, f"not a date (YYYY-MM-DD): {value!r}")
+    if annotation is datetime:
+        return parse_instant(option, value)
     if isinstance(annotation, type) and annotation is not str:
-        return annotation(value)
+        try:
+            return annotation(value)
+        except (TypeError, ValueError):
+            fail(option, f"not a valid {annotation.__name__}: {value!r}")
     return value
 
 
 def build_command(command_type: type[Command], common: dict[str, Any], pairs: list[str]) -> Command:
     hints = typing.get_type_hints(command_type)
+    known = sorted(set(hints) - COMMON_FIELDS - {"creates_case", "application"})
     specific: dict[str, Any] = {}
     for pair in pairs:
-        name, _, value = pair.partition("=")
+        name, equals, value = pair.partition("=")
+        if not equals:
+            fail("-f/--field", f"expected key=value, got {pair!r}")
         if name not in hints or name in COMMON_FIELDS:
-            known = sorted(set(hints) - COMMON_FIELDS - {"creates_case", "application"})
-            raise typer.BadParameter(
-                f"{command_type.__name__} has no field {name!r}; fields: {', '.join(known)}"
-            )
-        specific[name] = coerce(value, hints[name])
+            fail("-f/--field", f"{command_type.__name__} has no field {name!r}; fields: {', '.join(known)}")
+        specific[name] = coerce(value, hints[name], f"-f {name}")
+    missing = [
+        f.name
+        for f in dataclasses.fields(command_type)
+        if f.name not in common
+        and f.name not in specific
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        fail("-f/--field", f"{command_type.__name__} needs {', '.join(f'-f {name}=…' for name in missing)}")
     try:
         return command_type(**common, **specific)
-    except TypeError as error:
-        raise typer.BadParameter(str(error)) from None
+    except (TypeError, ValueError) as error:
+        fail("-f/--field", str(error))
 
 
 def _common(
     case_number: str, actor: str, channel: str, reason: str, command_id: str | None, occurred_at: str | None
 ) -> dict[str, Any]:
-    moment = datetime.fromisoformat(occurred_at) if occurred_at else datetime.now(SHANGHAI)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=SHANGHAI)
+    """The fields every command has. Without ``--occurred-at`` the command happened now; that default is
+    marked (``occurred_at_defaulted``) so that a retry under the same ``--command-id`` is a repeat."""
+    coerce(channel, Channel, "--channel")
     return {
         "command_id": command_id or str(uuid.uuid4()),
         "case_number": case_number,
         "actor": parse_actor(actor),
-        "occurred_at": moment,
+        "occurred_at": parse_instant("--occurred-at", occurred_at) if occurred_at else datetime.now(SHANGHAI),
+        "occurred_at_defaulted": not occurred_at,
         "channel": channel,
         "reason": reason,
     }
@@ -211,7 +238,9 @@ ActorOption = typer.Option(..., "--actor", help="Who acts: 'person_id,name,DEPAR
 ChannelOption = typer.Option("STAFF_CONSOLE", help=f"One of: {', '.join(Channel)}.")
 ReasonOption = typer.Option("", help="Why (required by returns, cancellations, reassignments, …).")
 CommandIdOption = typer.Option(None, help="Client command id (idempotency key); default: a new uuid.")
-OccurredOption = typer.Option(None, help="When it happened (ISO 8601; default now, Asia/Shanghai).")
+OccurredOption = typer.Option(
+    None, help="When it happened (ISO 8601 with offset, e.g. 2025-09-01T09:00:00+08:00; default: now)."
+)
 
 
 def _execute(command: Command) -> None:
@@ -237,7 +266,7 @@ def do(
 ) -> None:
     """Issue any command, e.g. `yekuo case do AcceptApplication YK-1 --actor cs-1,林晓燕,CUSTOMER_SERVICE`."""
     if command_type not in COMMAND_TYPES or command_type == "SubmitApplication":
-        raise typer.BadParameter(f"unknown command {command_type!r} (use `case submit` for applications)")
+        fail("COMMAND_TYPE", f"unknown command {command_type!r} (use `case submit` for applications)")
     common = _common(case_number, actor, channel, reason, command_id, occurred_at)
     _execute(build_command(COMMAND_TYPES[command_type], common, field))
 
@@ -263,6 +292,7 @@ def submit(
     occurred_at: str | None = OccurredOption,
 ) -> None:
     """提交用电申请: open a case."""
+    coerce(category, Category, "--category")
     application = ApplicationDetails(
         case_number=case_number,
         category=category,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import Enum
+from typing import NoReturn
 
 import typer
 
@@ -56,6 +57,23 @@ def parse_now(text: str | None) -> datetime:
         raise typer.BadParameter(f"--now: not an ISO-8601 time: {text!r}") from None
     if moment.tzinfo is None:
         raise typer.BadParameter("--now needs a time zone offset, e.g. 2025-10-09T12:00:00+08:00")
+    return moment
+
+
+def fail(option: str, message: str) -> NoReturn:
+    """Refuse bad input on the command line: one line naming the option at fault, exit status 2."""
+    typer.echo(f"Error: {option}: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def parse_instant(option: str, text: str) -> datetime:
+    """An ISO-8601 instant with its offset; anything else is refused (``fail``), never guessed."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        fail(option, f"not an ISO-8601 time: {text!r} (e.g. 2025-09-01T09:00:00+08:00)")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        fail(option, f"{text!r} has no time zone offset; give one, e.g. {text}+08:00")
     return moment
 
 

@@ -23,6 +23,10 @@ from domain.case_values import (
     OpenStage,
     Pause,
     SlaCrossing,
+    check_capacity,
+    check_id_number,
+    check_phone,
+    check_text,
 )
 from domain.errors import RuleViolationError
 from domain.hashchain import GENESIS_HASH, event_hash
@@ -782,6 +786,12 @@ class Case(Aggregate):
         for name in ("case_number", "customer_ref", "customer_name", "address", "supply_voltage"):
             if not str(getattr(application, name)).strip():
                 raise _reject("APPLICATION_INCOMPLETE", f"the application must give {name}")
+            check_text(name, getattr(application, name))
+        for document in application.documents:
+            check_text("document", document)
+        check_phone(application.contact_phone)
+        check_id_number(application.id_number, organisation_allowed=category is not Category.RESIDENTIAL)
+        check_capacity(application.capacity_kva)
         if not application.capacity_kva > 0:
             raise _reject("CAPACITY_POSITIVE", "the applied capacity (kVA) must be positive")
         if application.priority_tier not in range(4):

@@ -15,7 +15,13 @@ from typing import ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from domain.case import Case
-from domain.case_values import ApplicationDetails, CommandContext, DeadlineRevision, SlaCrossing
+from domain.case_values import (
+    ApplicationDetails,
+    CommandContext,
+    DeadlineRevision,
+    SlaCrossing,
+    check_command_text,
+)
 from domain.hashchain import canonical
 from domain.vocabulary import Actor, Department, Stage
 
@@ -43,6 +49,10 @@ class Command:
     occurred_at: datetime
     channel: str
     reason: str = ""
+    occurred_at_defaulted: bool = False
+    """True when the caller gave no ``occurred_at`` and the door filled in the time it received the
+    command. Such a time is not part of what the caller asked, so ``fingerprint`` leaves it out: a retry
+    under the same command id is a repeat, not a different command reusing the id."""
 
     creates_case: ClassVar[bool] = False
 
@@ -55,6 +65,10 @@ class Command:
         return case_id_for(self.case_number)
 
     def context(self, recorded_at: datetime) -> CommandContext:
+        """Provenance of this command; refuses text fields that are too long or hold control characters."""
+        for field in dataclasses.fields(self):
+            if field.name not in _BASE_FIELDS:
+                check_command_text(field.name, getattr(self, field.name))
         return CommandContext(
             actor=self.actor,
             occurred_at=self.occurred_at,
@@ -66,13 +80,20 @@ class Command:
 
     def fingerprint(self) -> str:
         """Hash of the command's content, to tell a repeat from a different command reusing an id."""
-        content = {"type": self.command_type, **canonical(dataclasses.asdict(self))}
+        fields = canonical(dataclasses.asdict(self))
+        if fields.pop("occurred_at_defaulted"):
+            del fields["occurred_at"]
+        content = {"type": self.command_type, **fields}
         encoded = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(encoded.encode()).hexdigest()
 
     def execute(self, case: Case, ctx: CommandContext) -> None:
         """Apply this command to ``case``; raises ``RuleViolationError`` when a rule forbids it."""
         raise NotImplementedError(f"{self.command_type} must define execute()")
+
+
+_BASE_FIELDS = frozenset(field.name for field in dataclasses.fields(Command))
+"""Fields of ``Command`` itself; ``CommandContext`` checks their text."""
 
 
 @dataclass(frozen=True, kw_only=True)

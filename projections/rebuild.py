@@ -5,7 +5,8 @@
 2. Lock the live tables (``ACCESS EXCLUSIVE``: live workers wait), apply what the log gained meanwhile,
    then drop the live tables and rename the shadows into place — one transaction, so readers see either
    the old or the new rows, never an empty or partial model.
-3. Live workers resume from their own Kafka positions: every event they apply after the swap is either
+3. Parked events (``parked_events``) that the rebuilt rows already contain are discarded in the swap.
+4. Live workers resume from their own Kafka positions: every event they apply after the swap is either
    newer than the rebuild (applied) or already in it (skipped by its case version).
 """
 
@@ -21,8 +22,8 @@ import psycopg
 import structlog
 
 from infra.messages import CaseEventMessage
-from projections.store import SHADOW, create_schema, write_states
-from projections.tables import CaseState, Projection, all_tables
+from projections.store import SHADOW, create_schema, discard_parked_behind, write_states
+from projections.tables import CaseState, Outcome, Projection, all_tables
 
 log = structlog.get_logger("yekuo.rebuild")
 
@@ -82,6 +83,7 @@ def rebuild(
                 )
             for view in projection.views:
                 conn.execute(view)
+            discard_parked_behind(conn, projection)
     case_count = max((len(s) for s in states.values()), default=0)
     report = RebuildReport(
         [p.name for p in projections], events, case_count, final, time.perf_counter() - started
@@ -104,7 +106,9 @@ def _apply(
                 state = cases.get(message.case_id)
                 if state is None:
                     state = cases[message.case_id] = CaseState()
-                state.apply(projection, message)
+                verdict = state.apply(projection, message)
+                if verdict.outcome in (Outcome.GAP, Outcome.REJECTED):  # live processing would not apply it
+                    log.warning("event not applied", projection=projection.name, reason=verdict.reason)
             if touched is not None:
                 touched.add(message.case_id)
         count += len(messages)

@@ -1,16 +1,22 @@
 """Read models in PostgreSQL: schema, batch application with positions, dead letters, shadow swaps.
 
 ``apply_batch`` is the exactly-once effect: in one transaction it loads the rows of the batch's cases,
-applies each event whose case version is newer than the one applied, writes the changed cases back,
-records each partition's next offset and any dead letters. A redelivered event is skipped by its version;
-a crash before the commit leaves nothing behind.
+applies each event that is its case's next version, writes the changed cases back, records each
+partition's next offset and any dead letters. A redelivered event is skipped by its version; a crash
+before the commit leaves nothing behind.
+
+Only exactly the next version is applied (``CaseState.check``). An event after a gap is parked in
+``parked_events`` and applied as soon as the versions before it arrive (a republish in flight); a gap that
+outlasts ``GAP_LIMIT`` is dead-lettered, so a forged version 10^9 cannot wait forever unseen. An event that
+contradicts its case (another case number, a second ApplicationSubmitted, a broken hash chain) is
+dead-lettered at once. A rebuild reads the gap-free log, so it applies the same events as live processing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -18,7 +24,7 @@ import psycopg
 import structlog
 
 from infra.messages import CaseEventMessage
-from projections.tables import CaseState, Projection, Table, all_tables, versions_table
+from projections.tables import CaseState, Outcome, Projection, Table, all_tables, versions_table
 
 log = structlog.get_logger("yekuo.read_models")
 
@@ -48,13 +54,34 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     replay_result text,
     UNIQUE (consumer_group, topic, partition, "offset")
 );
+CREATE TABLE IF NOT EXISTS parked_events (
+    projection text NOT NULL,
+    case_id uuid NOT NULL,
+    case_version bigint NOT NULL,
+    consumer_group text NOT NULL,
+    topic text NOT NULL,
+    partition int NOT NULL,
+    "offset" bigint NOT NULL,
+    incarnation text NOT NULL,
+    reason text NOT NULL,
+    message bytea NOT NULL,
+    parked_at timestamptz NOT NULL,
+    PRIMARY KEY (projection, case_id, case_version)
+);
+CREATE INDEX IF NOT EXISTS parked_events_parked_at ON parked_events (consumer_group, parked_at);
 CREATE TABLE IF NOT EXISTS notification_deliveries (
     notification_id uuid PRIMARY KEY,
     published_at timestamptz NOT NULL
 );
 """
 """Operational state that is not derived from events and therefore never rebuilt: consumer positions,
-dead letters, and which notifications were handed to the gateways (so a rebuild never re-sends)."""
+dead letters, events parked behind a gap in their case's versions, and which notifications were handed
+to the gateways (so a rebuild never re-sends)."""
+
+GAP_LIMIT = timedelta(minutes=10)
+"""How long an event may wait in ``parked_events`` for the versions before it. A gap is normally a
+republish in flight (the relay lost a send and publishes again); one that outlasts this is dead-lettered
+with its reason so that it is visible and ``yekuo deadletters replay`` can recompute the case."""
 
 
 @dataclass(frozen=True)
@@ -134,10 +161,12 @@ def load_states(
     """The current rows of ``case_ids`` (locked until the transaction ends)."""
     states = {case_id: CaseState() for case_id in case_ids}
     versions = versions_table(projection).name + suffix
-    for case_id, version in conn.execute(
-        f"SELECT case_id, version FROM {versions} WHERE case_id = ANY(%s) FOR UPDATE", (list(case_ids),)
+    for case_id, version, case_number, last_hash in conn.execute(
+        f"SELECT case_id, version, case_number, last_hash FROM {versions} WHERE case_id = ANY(%s) FOR UPDATE",
+        (list(case_ids),),
     ):
-        states[case_id].version = version
+        state = states[case_id]
+        state.version, state.case_number, state.last_hash = version, case_number, last_hash
     for table in projection.tables:
         names = table.column_names
         cursor = conn.execute(
@@ -174,7 +203,15 @@ def write_states(
             cursor,
             versions.name + suffix,
             versions,
-            ({"case_id": case_id, "version": s.version} for case_id, s in states.items()),
+            (
+                {
+                    "case_id": case_id,
+                    "version": s.version,
+                    "case_number": s.case_number,
+                    "last_hash": s.last_hash,
+                }
+                for case_id, s in states.items()
+            ),
         )
 
 
@@ -184,22 +221,167 @@ def _copy(cursor: psycopg.Cursor[Any], name: str, table: Table, rows: Iterable[d
             copy.write_row(table.to_sql_row(row))
 
 
-def apply_events(
-    conn: psycopg.Connection[Any], projections: Sequence[Projection], messages: Sequence[CaseEventMessage]
-) -> int:
-    """Apply ``messages`` to every projection inside the caller's transaction; returns events applied."""
-    case_ids = list(dict.fromkeys(m.case_id for m in messages))
+@dataclass
+class _Parked:
+    """An event waiting for the versions before it; ``parked_at`` is None until it is stored."""
+
+    item: Delivered
+    reason: str
+    parked_at: datetime | None = None
+
+
+def _rejection(item: Delivered, reason: str, failed_at: datetime) -> Rejected:
+    message = item.message
+    return Rejected(
+        item.topic,
+        item.partition,
+        item.offset,
+        str(message.case_id),
+        message.to_bytes(),
+        f"cannot apply {message.type} v{message.case_version}: {reason}",
+        item.incarnation,
+        failed_at,
+    )
+
+
+def _load_parked(
+    conn: psycopg.Connection[Any], projection: Projection, case_ids: Sequence[UUID]
+) -> dict[UUID, dict[int, _Parked]]:
+    parked: dict[UUID, dict[int, _Parked]] = {}
+    for row in conn.execute(
+        'SELECT case_id, case_version, topic, partition, "offset", incarnation, reason, message, parked_at '
+        "FROM parked_events WHERE projection = %s AND case_id = ANY(%s) FOR UPDATE",
+        (projection.name, list(case_ids)),
+    ):
+        case_id, version, topic, partition, offset, incarnation, reason, message, parked_at = row
+        item = Delivered(CaseEventMessage.from_bytes(bytes(message)), topic, partition, offset, incarnation)
+        parked.setdefault(case_id, {})[version] = _Parked(item, reason, parked_at)
+    return parked
+
+
+def apply_delivered(
+    conn: psycopg.Connection[Any],
+    projections: Sequence[Projection],
+    consumer_group: str,
+    delivered: Sequence[Delivered],
+) -> tuple[int, list[Rejected]]:
+    """Apply ``delivered`` to every projection inside the caller's transaction, each event only as its
+    case's next version: repeats are skipped, an event after a gap is parked (``parked_events``) and
+    applied as soon as the missing versions arrive, an event contradicting its case is returned as a
+    dead letter. Returns (events applied, dead letters)."""
+    case_ids = list(dict.fromkeys(d.message.case_id for d in delivered))
     applied = 0
+    dead: dict[tuple[str, int, int], Rejected] = {}
+    failed_at = _now(conn)
     for projection in projections:
         states = load_states(conn, projection, case_ids)
-        changed = {}
-        for message in messages:
-            state = states[message.case_id]
-            if state.apply(projection, message):
-                changed[message.case_id] = state
+        parked = _load_parked(conn, projection, case_ids)
+        had_parked = set(parked)
+        changed: dict[UUID, CaseState] = {}
+
+        def take(item: Delivered, state: CaseState, pending: dict[int, _Parked]) -> None:
+            nonlocal applied
+            verdict = state.apply(projection, item.message)  # noqa: B023 - used within the iteration
+            if verdict.outcome is Outcome.APPLIED:
+                changed[item.message.case_id] = state  # noqa: B023
                 applied += 1
+            elif verdict.outcome is Outcome.GAP:
+                pending.setdefault(item.message.case_version, _Parked(item, verdict.reason))
+            elif verdict.outcome is Outcome.REJECTED:
+                dead.setdefault(
+                    (item.topic, item.partition, item.offset), _rejection(item, verdict.reason, failed_at)
+                )
+
+        for item in delivered:
+            case_id = item.message.case_id
+            state = states[case_id]
+            pending = parked.setdefault(case_id, {})
+            take(item, state, pending)
+            while pending:  # the event may have filled a gap: apply what waited for it, in order
+                version = min(pending)
+                if version > state.version + 1:
+                    break
+                waiting = pending.pop(version)
+                take(waiting.item, state, pending)
         write_states(conn, projection, changed)
-    return applied
+        _write_parked(
+            conn, projection, consumer_group, {c: p for c, p in parked.items() if p or c in had_parked}
+        )
+    return applied, list(dead.values())
+
+
+def _write_parked(
+    conn: psycopg.Connection[Any],
+    projection: Projection,
+    consumer_group: str,
+    parked: dict[UUID, dict[int, _Parked]],
+) -> None:
+    if not parked:
+        return
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM parked_events WHERE projection = %s AND case_id = ANY(%s)",
+            (projection.name, list(parked)),
+        )
+        cursor.executemany(
+            "INSERT INTO parked_events (projection, case_id, case_version, consumer_group, topic, partition, "
+            '"offset", incarnation, reason, message, parked_at) '
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, COALESCE(%s, now()))",
+            [
+                (
+                    projection.name,
+                    case_id,
+                    version,
+                    consumer_group,
+                    p.item.topic,
+                    p.item.partition,
+                    p.item.offset,
+                    p.item.incarnation,
+                    p.reason,
+                    p.item.message.to_bytes(),
+                    p.parked_at,
+                )
+                for case_id, pending in parked.items()
+                for version, p in pending.items()
+            ],
+        )
+
+
+def expire_parked(
+    conn: psycopg.Connection[Any], consumer_group: str, limit: timedelta = GAP_LIMIT
+) -> list[Rejected]:
+    """Dead letters for the events of ``consumer_group`` that have waited longer than ``limit`` for the
+    versions before them (removed from ``parked_events``); call inside the caller's transaction."""
+    rows = conn.execute(
+        "DELETE FROM parked_events WHERE consumer_group = %s AND parked_at < now() - %s RETURNING topic, "
+        'partition, "offset", case_id, message, reason, incarnation, parked_at',
+        (consumer_group, limit),
+    ).fetchall()
+    failed_at = _now(conn)
+    dead: dict[tuple[str, int, int], Rejected] = {}
+    for topic, partition, offset, case_id, message, reason, incarnation, parked_at in rows:
+        event = CaseEventMessage.from_bytes(bytes(message))
+        dead.setdefault(
+            (topic, partition, offset),
+            Rejected(
+                topic,
+                partition,
+                offset,
+                str(case_id),
+                bytes(message),
+                f"cannot apply {event.type} v{event.case_version}: {reason}; parked since "
+                f"{parked_at.isoformat()}, the gap persisted over {limit}",
+                incarnation,
+                failed_at,
+            ),
+        )
+    return list(dead.values())
+
+
+def _now(conn: psycopg.Connection[Any]) -> datetime:
+    row = conn.execute("SELECT now()").fetchone()
+    assert row is not None  # noqa: S101 - SELECT now() always returns a row
+    return row[0]  # type: ignore[no-any-return]
 
 
 def apply_batch(
@@ -208,10 +390,23 @@ def apply_batch(
     consumer_group: str,
     delivered: Sequence[Delivered],
     rejected: Sequence[Rejected] = (),
+    *,
+    gap_limit: timedelta = GAP_LIMIT,
 ) -> int:
-    """One transaction: the events' effects, the consumed positions, the dead letters."""
+    """One transaction: the events' effects, the consumed positions, the dead letters (``rejected``,
+    events contradicting their case, and parked events whose gap outlasted ``gap_limit``)."""
     with conn.transaction():
-        applied = apply_events(conn, projections, [d.message for d in delivered])
+        applied, inconsistent = apply_delivered(conn, projections, consumer_group, delivered)
+        expired = expire_parked(conn, consumer_group, gap_limit)
+        for dead in (*inconsistent, *expired):
+            log.warning(
+                "dead letter",
+                topic=dead.topic,
+                partition=dead.partition,
+                offset=dead.offset,
+                case_id=dead.key,
+                reason=dead.reason,
+            )
         positions: dict[tuple[str, int], tuple[int, str]] = {}
         consumed: list[Delivered | Rejected] = [*delivered, *rejected]
         for item in consumed:
@@ -231,10 +426,20 @@ def apply_batch(
                 "original, failed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 [
                     (consumer_group, r.topic, r.partition, r.offset, r.key, r.reason, r.original, r.failed_at)
-                    for r in rejected
+                    for r in (*rejected, *inconsistent, *expired)
                 ],
             )
     return applied
+
+
+def discard_parked_behind(conn: psycopg.Connection[Any], projection: Projection, suffix: str = "") -> None:
+    """Forget parked events of ``projection`` that its rows already contain (after a rebuild or replay)."""
+    versions = versions_table(projection).name + suffix
+    conn.execute(
+        f"DELETE FROM parked_events p USING {versions} v WHERE p.projection = %s AND p.case_id = v.case_id "
+        "AND p.case_version <= v.version",
+        (projection.name,),
+    )
 
 
 def replace_cases(
@@ -250,3 +455,4 @@ def replace_cases(
                 state.apply(projection, message)
             states[case_id] = state
         write_states(conn, projection, states)
+        discard_parked_behind(conn, projection)

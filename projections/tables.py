@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Protocol
 
 from infra.messages import CaseEventMessage
@@ -78,27 +79,94 @@ class Projection(Protocol):
         """Change ``rows`` (one case's rows, mutated in place) for ``event``."""
 
 
+class Outcome(Enum):
+    """What ``CaseState.apply`` did with an event."""
+
+    APPLIED = "applied"
+    REPEAT = "repeat"
+    """Its version was applied already (at-least-once delivery): skipped."""
+    GAP = "gap"
+    """An earlier version of the case has not arrived: the caller parks it until the gap is filled."""
+    REJECTED = "rejected"
+    """It contradicts the case (another case number, a second application, a broken hash chain):
+    never applied; the caller dead-letters it with the reason."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: Outcome
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        """True when the event changed the rows."""
+        return self.outcome is Outcome.APPLIED
+
+
+APPLIED = Verdict(Outcome.APPLIED)
+REPEAT = Verdict(Outcome.REPEAT)
+
+
 @dataclass
 class CaseState:
-    """One case's rows in one projection, and the last case version applied to them."""
+    """One case's rows in one projection, the last case version applied to them, and what identifies
+    the case in its events (case number, the hash of the last applied event)."""
 
     version: int = 0
     rows: CaseRows = field(default_factory=dict)
+    case_number: str | None = None
+    last_hash: str | None = None
 
-    def apply(self, projection: Projection, event: CaseEventMessage) -> bool:
-        """Apply ``event`` unless this version was applied already; True when it changed something."""
+    def check(self, event: CaseEventMessage) -> Verdict:
+        """Whether ``event`` is the next one of this case. Only exactly version + 1 is applied: a case's
+        events are published in order without gaps, so anything else is a repeat, a gap, or forged."""
         if event.case_version <= self.version:
-            return False
-        projection.apply(self.rows, event)
-        self.version = event.case_version
-        return True
+            return REPEAT
+        if self.case_number is not None and event.case_number != self.case_number:
+            return Verdict(
+                Outcome.REJECTED,
+                f"case number {event.case_number!r} disagrees with the case's {self.case_number!r}",
+            )
+        if event.type == "ApplicationSubmitted" and (self.version > 0 or any(self.rows.values())):
+            return Verdict(
+                Outcome.REJECTED,
+                f"ApplicationSubmitted v{event.case_version} for case "
+                f"{self.case_number or event.case_number} that already has rows (version {self.version})",
+            )
+        if event.case_version > self.version + 1:
+            return Verdict(
+                Outcome.GAP,
+                f"gap: case {event.case_number} is at version {self.version}, got {event.type} "
+                f"v{event.case_version}",
+            )
+        if self.last_hash is not None and event.previous_hash != self.last_hash:
+            return Verdict(
+                Outcome.REJECTED,
+                f"{event.type} v{event.case_version} does not continue the case's hash chain "
+                f"(previous_hash {event.previous_hash[:12]!r}, last applied {self.last_hash[:12]!r})",
+            )
+        return APPLIED
+
+    def apply(self, projection: Projection, event: CaseEventMessage) -> Verdict:
+        """Apply ``event`` if it is the case's next version (see ``check``); the verdict says what it did."""
+        verdict = self.check(event)
+        if verdict.outcome is Outcome.APPLIED:
+            projection.apply(self.rows, event)
+            self.version = event.case_version
+            self.case_number = event.case_number
+            self.last_hash = event.hash
+        return verdict
 
 
 def versions_table(projection: Projection) -> Table:
     """Each projection's record of the last case version it applied, swapped with its tables."""
     return Table(
         f"{projection.name}_versions",
-        (Column("case_id", "uuid NOT NULL"), Column("version", "bigint NOT NULL")),
+        (
+            Column("case_id", "uuid NOT NULL"),
+            Column("version", "bigint NOT NULL"),
+            Column("case_number", "text"),
+            Column("last_hash", "text"),
+        ),
         ("case_id",),
     )
 

@@ -46,7 +46,7 @@ def application(category: str = "RESIDENTIAL", **overrides: object) -> Applicati
         "customer_ref": "C-1",
         "customer_name": "王秀英",
         "contact_phone": "13905990123",
-        "id_number": "350782196805120026",
+        "id_number": "350782196805120027",
         "address": "武夷山市柳营路18号",
         "capacity_kva": 8.0
         if category == "RESIDENTIAL"

@@ -14,6 +14,8 @@ from domain.case import Case
 from domain.case_values import CommandContext, DeadlineRevision, SlaCrossing
 from domain.commands import (
     ArchiveCase,
+    AssignHandler,
+    Command,
     CompleteSiteSurvey,
     ConfirmSupplyPlan,
     DraftSupplyPlan,
@@ -24,6 +26,7 @@ from domain.commands import (
     ReplySupplyPlan,
     ReportCompletion,
     RequestPlanReviews,
+    RequestSupplement,
     ReviewDesign,
     SignContract,
     SubmitDesign,
@@ -396,6 +399,12 @@ RULES: dict[str, Callable[[], object]] = {
     "CAPACITY_POSITIVE": lambda: new_case(capacity_kva=0.0),
     "PRIORITY_TIER_RANGE": lambda: new_case(priority_tier=7),
     "FAST_TRACK_NOT_ELIGIBLE": lambda: new_case("HV_SINGLE", fast_track=True),
+    "PHONE_FORMAT": lambda: new_case(contact_phone="1390599012"),
+    "ID_NUMBER_FORMAT": lambda: new_case(id_number="35078219680512002"),
+    "ID_NUMBER_CHECK_DIGIT": lambda: new_case(id_number="350782196805120026"),
+    "TEXT_TOO_LONG": lambda: new_case(address="柳营路" * 100),
+    "TEXT_CONTROL_CHARACTER": lambda: new_case(customer_name="王秀英\x1b[2J"),
+    "CAPACITY_PLAUSIBLE": lambda: new_case(capacity_kva=float("inf")),
     "OCCURRED_BEFORE_LAST_EVENT": _provoke(
         _fresh, lambda case, _: case.accept(_ctx(occurred_at=START - timedelta(days=1)))
     ),
@@ -582,6 +591,96 @@ def test_every_rule_in_the_case_source_is_provoked_by_a_test() -> None:
     assert rule_codes_in_source() == set(RULES)
 
 
+@pytest.mark.parametrize(
+    "phone", ["13905990123", "19912345678", "0599-5301234", "05995301234", "010-88886666"]
+)
+def test_mobile_numbers_and_landlines_with_area_code_are_accepted(phone: str) -> None:
+    assert new_case(contact_phone=phone).contact_phone == phone
+
+
+@pytest.mark.parametrize(
+    "phone", ["12905990123", "139059901234", "5301234", "0599-530123", "139-0599-0123", ""]
+)
+def test_a_phone_that_is_neither_mobile_nor_landline_is_refused(phone: str) -> None:
+    with pytest.raises(RuleViolationError) as refused:
+        new_case(contact_phone=phone)
+    assert refused.value.rule == "PHONE_FORMAT"
+
+
+@pytest.mark.parametrize(
+    ("id_number", "rule"),
+    [
+        ("350782196813120020", "ID_NUMBER_CHECK_DIGIT"),  # no 13th month
+        ("35078219680512002Y", "ID_NUMBER_FORMAT"),
+        ("3507821968051200270", "ID_NUMBER_FORMAT"),
+        ("91350782MA2XY0123W", "ID_NUMBER_FORMAT"),  # a business's credit code is not a resident's ID
+    ],
+)
+def test_a_residents_id_number_needs_its_shape_birth_date_and_check_digit(id_number: str, rule: str) -> None:
+    with pytest.raises(RuleViolationError) as refused:
+        new_case(id_number=id_number)
+    assert refused.value.rule == rule
+
+
+def test_an_id_number_ending_in_x_is_accepted_in_either_case() -> None:
+    assert new_case(id_number="11010519491231002X").id_number == "11010519491231002X"
+    assert new_case(id_number="11010519491231002x").id_number == "11010519491231002x"
+
+
+def test_a_business_may_apply_with_its_unified_social_credit_code() -> None:
+    assert new_case("LV_NON_RESIDENTIAL", id_number="91350782MA2XY0123W").id_number == "91350782MA2XY0123W"
+    with pytest.raises(RuleViolationError) as refused:
+        new_case("LV_NON_RESIDENTIAL", id_number="91350782MA2XY0123X")
+    assert refused.value.rule == "ID_NUMBER_FORMAT"
+
+
+@pytest.mark.parametrize("capacity", [float("nan"), float("inf"), float("-inf"), 100_000.5])
+def test_a_capacity_that_is_not_finite_or_beyond_100000_kva_is_refused(capacity: float) -> None:
+    with pytest.raises(RuleViolationError) as refused:
+        new_case("HV_SINGLE", capacity_kva=capacity)
+    assert refused.value.rule == "CAPACITY_PLAUSIBLE"
+
+
+def test_a_capacity_of_100000_kva_is_still_plausible() -> None:
+    assert new_case("HV_DUAL", capacity_kva=100_000.0).capacity_kva == 100_000.0
+
+
+@pytest.mark.parametrize(
+    ("changes", "rule"),
+    [
+        ({"reason": "x" * 1001}, "TEXT_TOO_LONG"),
+        ({"reason": "退回\x00"}, "TEXT_CONTROL_CHARACTER"),
+        ({"actor": Actor("cs-1", "林" * 101, "CUSTOMER_SERVICE")}, "TEXT_TOO_LONG"),
+        ({"actor": Actor("cs-1\r", "林晓燕", "CUSTOMER_SERVICE")}, "TEXT_CONTROL_CHARACTER"),
+    ],
+)
+def test_every_commands_reason_and_actor_are_checked_for_length_and_control_characters(
+    changes: dict[str, object], rule: str
+) -> None:
+    with pytest.raises(RuleViolationError) as refused:
+        _ctx(**changes)
+    assert refused.value.rule == rule
+
+
+def test_a_reason_may_span_lines() -> None:
+    assert _ctx(reason="资料不全:\n\t身份证").reason == "资料不全:\n\t身份证"
+
+
+@pytest.mark.parametrize(
+    "field", ["customer_name", "address", "customer_ref", "supply_voltage", "case_number"]
+)
+def test_no_application_text_field_takes_a_line_break(field: str) -> None:
+    with pytest.raises(RuleViolationError) as refused:
+        new_case(**{field: "A\nB"})
+    assert refused.value.rule == "TEXT_CONTROL_CHARACTER"
+
+
+def test_a_document_name_is_checked_like_any_text() -> None:
+    with pytest.raises(RuleViolationError) as refused:
+        new_case(documents=("身份证", "x" * 101))
+    assert refused.value.rule == "TEXT_TOO_LONG"
+
+
 def test_an_unacknowledged_notification_escalates_once_and_is_recorded_on_the_case() -> None:
     case, clock = _fresh()
 
@@ -603,3 +702,44 @@ def test_a_notification_can_be_acknowledged_after_the_case_closed() -> None:
     acknowledged = case.collect_events()[-1]
     assert isinstance(acknowledged, Case.NotificationAcknowledged)
     assert acknowledged.department == "OPERATIONS"
+
+
+def _command_fields() -> dict[str, object]:
+    return {
+        "command_id": "c-1",
+        "case_number": "YK-1",
+        "actor": CLERK,
+        "occurred_at": START,
+        "channel": "COUNTER",
+    }
+
+
+@pytest.mark.parametrize(
+    ("command", "rule"),
+    [
+        (lambda: CompleteSiteSurvey(**_command_fields(), findings="x" * 2001), "TEXT_TOO_LONG"),
+        (lambda: CompleteSiteSurvey(**_command_fields(), findings="现场\x07"), "TEXT_CONTROL_CHARACTER"),
+        (
+            lambda: RequestSupplement(**_command_fields(), missing_documents=("身份证\x1b",)),
+            "TEXT_CONTROL_CHARACTER",
+        ),
+        (
+            lambda: AssignHandler(
+                **_command_fields(), stage=Stage.SITE_SURVEY, handler=Actor("op", "李" * 101, "OPERATIONS")
+            ),
+            "TEXT_TOO_LONG",
+        ),
+    ],
+)
+def test_a_commands_own_text_fields_are_checked_before_it_is_decided(
+    command: Callable[[], Command], rule: str
+) -> None:
+    with pytest.raises(RuleViolationError) as refused:
+        command().context(START)
+    assert refused.value.rule == rule
+
+
+def test_a_commands_free_text_may_span_lines() -> None:
+    command = CompleteSiteSurvey(**_command_fields(), findings="表箱位置:\n\t东墙")  # type: ignore[arg-type]
+
+    assert command.context(START).command_id == "c-1"
