@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
+import psycopg
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -13,9 +15,12 @@ from rich.table import Table
 from app.application import CommandOutcome
 from app.parties import PartyCommand, PartyRegistry, RegisterParty, RenewQualification, SuspendParty
 from cli.case import parse_actor, print_outcome
-from cli.common import open_application
+from cli.common import database_url, open_application
 from domain.calendar import SHANGHAI
 from domain.parties import QUALIFICATION_LEVELS, PartyKind
+from infra.party_grading import DEFAULT_PATH, GradingDataError, grading_rules
+from projections.party_performance import STEPS, read_party_records
+from projections.store import table_exists
 
 party_app = typer.Typer(
     help="参建单位 Design institutes and contractors: register, renew, suspend, list, grades.",
@@ -142,3 +147,52 @@ def list_parties() -> None:
             "暂停 suspended" if party.suspended else "正常 active",
         )
     console.print(table)
+
+
+@party_app.command()
+def grades(
+    rules_file: Path = typer.Option(DEFAULT_PATH, "--rules", help="Grading thresholds (JSON data file)."),
+) -> None:
+    """供应商动态评级 Grade every party A-D: on-time rate, first-pass rate, rework, complaints."""
+    try:
+        rules = grading_rules(rules_file)
+    except GradingDataError as error:
+        console.print(str(error))
+        raise typer.Exit(1) from None
+    url = database_url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        if not table_exists(conn, STEPS.name):
+            console.print(
+                "party_performance read model missing: run `yekuo projections rebuild party_performance`"
+            )
+            raise typer.Exit(1)
+        records = read_party_records(conn, rules)
+    app = open_application()
+    try:
+        registry = PartyRegistry(app)
+        names = {record.party_id: registry.get(record.party_id) for record in records}
+    finally:
+        app.close()
+    table = Table(
+        "评级 grade", "单位 party", "名称 name", "工单 cases", "步骤 steps", "按时率 on time",
+        "一次通过率 first pass", "返工 reworks", "投诉 complaints",
+        title=f"供应商动态评级 party grades ({rules.version})",
+    )  # fmt: skip
+    for record in records:
+        party = names.get(record.party_id)
+        table.add_row(
+            record.grade,
+            record.party_id,
+            party.name if party else "（未登记）",
+            str(record.cases),
+            str(record.steps),
+            _rate(record.on_time_rate),
+            _rate(record.first_pass_rate),
+            str(record.reworks),
+            str(record.complaints),
+        )
+    console.print(table)
+
+
+def _rate(value: float | None) -> str:
+    return "" if value is None else f"{value:.0%}"
