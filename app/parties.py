@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from eventsourcing.persistence import IntegrityError
 
-from app.application import CaseApplication, CommandOutcome
+from app.application import CaseApplication, CommandOutcome, ConcurrentUpdateError
 from domain.commands import receipt_id_for
 from domain.errors import RuleViolationError
 from domain.hashchain import canonical
@@ -88,8 +88,9 @@ class PartyRegistry:
     def __init__(self, app: CaseApplication) -> None:
         self.app = app
 
-    def execute(self, command: PartyCommand) -> CommandOutcome:
-        """Run one registry command; a repeated command id returns its first outcome."""
+    def execute(self, command: PartyCommand, *, retries: int = 5) -> CommandOutcome:
+        """Run one registry command; a repeated command id returns its first outcome. A concurrent change
+        of the same party makes the command be decided again on its new state, ``retries`` times."""
         receipt_id = receipt_id_for(command.command_id)
         earlier = self.app._find_receipt(receipt_id)
         if earlier is not None:
@@ -111,7 +112,11 @@ class PartyRegistry:
             again = self.app._find_receipt(receipt_id)
             if again is not None:
                 return self._repeat(again, command)
-            return self.execute(command)  # the party changed under us: decide again on its new state
+            if retries <= 0:
+                raise ConcurrentUpdateError(
+                    f"party {command.party_id} kept changing under command {command.command_id}; retry it"
+                ) from None
+            return self.execute(command, retries=retries - 1)
         return CommandOutcome.from_receipt(receipt, repeated=False)
 
     def get(self, party_id: str) -> Party | None:

@@ -217,6 +217,16 @@ class PartyCommand(Command):
 
     party_id: str = ""
 
+    def fingerprint(self) -> str:
+        """Without a party, the fingerprint such a command had before parties could be named, so that a
+        command id sent before the upgrade and repeated after it is still recognised as a repeat."""
+        if self.party_id:
+            return super().fingerprint()
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "party_id"}
+        content = {"type": self.command_type, **canonical(fields)}
+        encoded = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(encoded.encode()).hexdigest()
+
     def execute(self, case: Case, ctx: CommandContext) -> None:
         self.execute_for(case, ctx, None)
 

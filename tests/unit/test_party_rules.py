@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -14,6 +17,7 @@ from app.application import CaseApplication
 from domain.case import Case
 from domain.commands import ReportCompletion, RequestMidInspection, SubmitDesign
 from domain.errors import RuleViolationError
+from domain.hashchain import canonical
 from domain.parties import Party, PartyKind, PartyQualification
 from domain.vocabulary import Actor
 from tests.unit.case_builders import CUSTOMER, Clock, before
@@ -251,3 +255,16 @@ def test_a_version_1_party_step_event_loads_with_no_party_named(event_class: typ
 
     assert isinstance(event, event_class)
     assert event.party_id == ""  # type: ignore[attr-defined]
+
+
+def test_a_request_naming_no_party_keeps_the_fingerprint_it_had_before_parties_existed() -> None:
+    command = ReportCompletion(
+        command_id="c-1", case_number="YK-1", actor=CUSTOMER, occurred_at=AT, channel="CONTRACTOR"
+    )
+    before_parties = {"type": "ReportCompletion", **canonical(
+        {k: v for k, v in dataclasses.asdict(command).items() if k != "party_id"}
+    )}  # fmt: skip
+    encoded = json.dumps(before_parties, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+    assert command.fingerprint() == hashlib.sha256(encoded.encode()).hexdigest()
+    assert dataclasses.replace(command, party_id="CT-1").fingerprint() != command.fingerprint()
