@@ -13,7 +13,9 @@ from app.bootstrap import build_case_application
 from app.event_log import CaseEventLog
 from app.parties import PartyRegistry, RegisterParty, RenewQualification, SuspendParty
 from demo.samples import sample_walk
-from domain.commands import Command, ReportCompletion, SubmitDesign
+from domain.case import Case
+from domain.commands import Command, ReportCompletion, SubmitApplication, SubmitDesign
+from domain.hashchain import GENESIS_HASH, event_hash
 from domain.vocabulary import Actor
 from infra.settings import Settings
 
@@ -22,6 +24,7 @@ AT = datetime(2025, 8, 1, 1, 0, tzinfo=UTC)
 START = datetime(2025, 9, 1, 1, 0, tzinfo=UTC)
 DESIGN_INSTITUTE = "91350782MA2YDI0001"
 CONTRACTOR = "91350782MA2YCT0001"
+PARTY_STEP_EVENTS = ("DesignSubmitted", "MidInspectionRequested", "CompletionReported")
 
 
 @pytest.fixture
@@ -134,3 +137,44 @@ def test_a_case_names_a_registered_party_and_refuses_unknown_wrong_and_suspended
         assert app.execute(command).accepted, command
     refused = app.execute(dataclasses.replace(report, party_id=CONTRACTOR))
     assert (refused.accepted, refused.rule) == (False, "PARTY_SUSPENDED")
+
+
+def _store_history_from_before_parties(app: CaseApplication, case_number: str) -> None:
+    """A whole HV case as a version before the registry stored it: its design, mid-inspection and
+    completion events at class version 1 (no ``party_id``), with the hash chain they had then."""
+    case: Case | None = None
+    for command in sample_walk("HV_DUAL", case_number, START):
+        ctx = command.context(command.occurred_at)
+        if isinstance(command, SubmitApplication):
+            case = command.create(ctx)
+        else:
+            assert case is not None
+            command.execute(case, ctx)
+    assert case is not None
+    transcoder = app.mapper.transcoder
+    previous = GENESIS_HASH
+    stored = []
+    for event in case.collect_events():
+        record = app.mapper.to_stored_event(event)
+        state = transcoder.decode(record.state)
+        if type(event).__name__ in PARTY_STEP_EVENTS:
+            state.pop("party_id")
+            state.pop("class_version")
+        state["previous_hash"] = previous
+        state["event_hash"] = previous = event_hash(
+            type(event).__qualname__, case.id, record.originator_version, state["timestamp"], state
+        )
+        stored.append(dataclasses.replace(record, state=transcoder.encode(state)))
+    app.recorder.insert_events(stored)
+
+
+def test_a_history_stored_before_parties_were_named_loads_upcast_and_verifies(app: CaseApplication) -> None:
+    _store_history_from_before_parties(app, "YK-PARTY-V1")
+
+    case = app.get_case("YK-PARTY-V1")
+    steps = [e for e in app.history("YK-PARTY-V1") if type(e).__name__ in PARTY_STEP_EVENTS]
+
+    assert case.status_code == "COMPLETED"
+    assert [type(e).__name__ for e in steps] == list(PARTY_STEP_EVENTS)
+    assert all(e.party_id == "" for e in steps)  # type: ignore[attr-defined]
+    assert app.verify("YK-PARTY-V1").intact
