@@ -1004,7 +1004,9 @@ class Case(Aggregate):
         """设计文件报审 (customer or its design institute)."""
         self._check_awaiting(ctx, CustomerStep.CUSTOMER_WORKS, "submitting a design")
         self._check_customer_request(Stage.DESIGN_REVIEW)
-        named = check_named_party(party_id, party, PartyKind.DESIGN_INSTITUTE, ctx.occurred_at)
+        named = check_named_party(
+            party_id, party, PartyKind.DESIGN_INSTITUTE, ctx.occurred_at, self.supply_voltage
+        )
         self._record(Case.DesignSubmitted, ctx, party_id=named)
         self._open(ctx, Stage.DESIGN_REVIEW)
 
@@ -1018,7 +1020,7 @@ class Case(Aggregate):
         """中间检查报验."""
         self._check_awaiting(ctx, CustomerStep.CUSTOMER_WORKS, "requesting a mid-inspection")
         self._check_customer_request(Stage.MID_INSPECTION)
-        named = check_named_party(party_id, party, PartyKind.CONTRACTOR, ctx.occurred_at)
+        named = check_named_party(party_id, party, PartyKind.CONTRACTOR, ctx.occurred_at, self.supply_voltage)
         self._record(Case.MidInspectionRequested, ctx, party_id=named)
         self._open(ctx, Stage.MID_INSPECTION)
 
@@ -1034,7 +1036,7 @@ class Case(Aggregate):
         """竣工报验: needs every required (or started) design review and mid-inspection passed."""
         self._check_awaiting(ctx, CustomerStep.CUSTOMER_WORKS, "reporting completion")
         self._check_customer_request(Stage.COMPLETION_INSPECTION)
-        named = check_named_party(party_id, party, PartyKind.CONTRACTOR, ctx.occurred_at)
+        named = check_named_party(party_id, party, PartyKind.CONTRACTOR, ctx.occurred_at, self.supply_voltage)
         self._record(Case.CompletionReported, ctx, party_id=named)
         self._open(ctx, Stage.COMPLETION_INSPECTION)
 

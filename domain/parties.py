@@ -50,6 +50,29 @@ QUALIFICATION_LEVELS: dict[PartyKind, dict[str, str]] = {
 }
 """Qualification levels each kind may hold: code → Chinese name of the licence or certificate."""
 
+CONTRACTOR_MAX_KV: dict[str, float | None] = {
+    "CLASS_1": None,
+    "CLASS_2": 330.0,
+    "CLASS_3": 110.0,
+    "CLASS_4": 35.0,
+    "CLASS_5": 10.0,
+}
+"""The highest supply voltage each contractor licence class may build for (承装(修、试)电力设施许可证
+管理办法: 一级 any voltage, 二级 330 kV, 三级 110 kV, 四级 35 kV, 五级 10 kV and below). Design
+certificate grades are not matched to voltages yet."""
+
+
+def voltage_kv(text: str) -> float | None:
+    """A supply voltage such as ``10kV`` or ``380V`` in kV (None when it cannot be read)."""
+    cleaned = text.strip().upper().replace(" ", "")
+    for unit, scale in (("KV", 1.0), ("V", 0.001)):
+        if cleaned.endswith(unit):
+            try:
+                return float(cleaned[: -len(unit)]) * scale
+            except ValueError:
+                return None
+    return None
+
 
 @dataclass(frozen=True)
 class PartyQualification:
@@ -68,13 +91,17 @@ def _reject(rule: str, message: str) -> RuleViolationError:
 
 
 def check_named_party(
-    party_id: str, party: PartyQualification | None, needed: PartyKind, occurred_at: datetime
+    party_id: str,
+    party: PartyQualification | None,
+    needed: PartyKind,
+    occurred_at: datetime,
+    supply_voltage: str = "",
 ) -> str:
     """The id of the party named for a step of kind ``needed`` at ``occurred_at``, if it may do it.
 
     No party named ("") is allowed (the customer's own submission, and histories from before the
-    registry); a named party must be registered, of the right kind, not suspended, and qualified on the
-    day (Asia/Shanghai) the step occurred.
+    registry); a named party must be registered, of the right kind, not suspended, licensed for the
+    case's supply voltage (contractors), and qualified on the day (Asia/Shanghai) the step occurred.
     """
     named = party_id.strip()
     if not named:
@@ -88,6 +115,14 @@ def check_named_party(
         )
     if party.suspended:
         raise _reject("PARTY_SUSPENDED", f"{party.name} ({named}) is suspended")
+    limit = CONTRACTOR_MAX_KV.get(party.level) if party.kind is PartyKind.CONTRACTOR else None
+    voltage = voltage_kv(supply_voltage)
+    if limit is not None and voltage is not None and voltage > limit:
+        raise _reject(
+            "PARTY_LEVEL_INSUFFICIENT",
+            f"{party.name} ({named}) holds {QUALIFICATION_LEVELS[party.kind][party.level]}, "
+            f"good for {limit:g} kV and below; this case is supplied at {supply_voltage}",
+        )
     day = occurred_at.astimezone(SHANGHAI).date()
     if day > party.expires_on:
         raise _reject(

@@ -18,7 +18,7 @@ from domain.case import Case
 from domain.commands import ReportCompletion, RequestMidInspection, SubmitDesign
 from domain.errors import RuleViolationError
 from domain.hashchain import canonical
-from domain.parties import Party, PartyKind, PartyQualification
+from domain.parties import Party, PartyKind, PartyQualification, check_named_party, voltage_kv
 from domain.vocabulary import Actor
 from tests.unit.case_builders import CUSTOMER, Clock, before
 
@@ -185,6 +185,13 @@ RULES: dict[str, Callable[[], object]] = {
             ),
         )
     )(*_completion_step()),
+    "PARTY_LEVEL_INSUFFICIENT": lambda: check_named_party(
+        BUILDER.party_id,
+        dataclasses.replace(BUILDER, level="CLASS_5"),
+        PartyKind.CONTRACTOR,
+        AT,
+        "35kV",
+    ),
     "PARTY_QUALIFICATION_EXPIRED": lambda: (
         lambda case, clock: case.report_completion(
             clock.ctx(CUSTOMER),
@@ -268,3 +275,22 @@ def test_a_request_naming_no_party_keeps_the_fingerprint_it_had_before_parties_e
 
     assert command.fingerprint() == hashlib.sha256(encoded.encode()).hexdigest()
     assert dataclasses.replace(command, party_id="CT-1").fingerprint() != command.fingerprint()
+
+
+def test_a_fifth_class_contractor_may_build_for_a_10kv_customer_but_not_a_35kv_one() -> None:
+    fifth = dataclasses.replace(BUILDER, level="CLASS_5")
+
+    assert check_named_party(BUILDER.party_id, fifth, PartyKind.CONTRACTOR, AT, "10kV") == BUILDER.party_id
+    with pytest.raises(RuleViolationError):
+        check_named_party(BUILDER.party_id, fifth, PartyKind.CONTRACTOR, AT, "35kV")
+    assert check_named_party(BUILDER.party_id, BUILDER, PartyKind.CONTRACTOR, AT, "35kV") == BUILDER.party_id
+
+
+def test_supply_voltages_are_read_in_kv() -> None:
+    assert [voltage_kv(text) for text in ("10kV", "380V", "220 V", "110KV", "高压")] == [
+        10.0,
+        0.38,
+        0.22,
+        110.0,
+        None,
+    ]
