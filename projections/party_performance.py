@@ -171,6 +171,6 @@ def read_party_records(conn: psycopg.Connection[Any], rules: GradingRules) -> li
     )
     records = [
         grade_party(party_id, facts, int(complaints.get(party_id, 0)), rules)
-        for party_id, facts in steps.items()
+        for party_id, facts in {**{p: [] for p in complaints}, **steps}.items()
     ]
     return sorted(records, key=lambda r: (r.grade, r.party_id))
