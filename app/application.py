@@ -27,9 +27,10 @@ from psycopg.conninfo import conninfo_to_dict
 
 from domain.case import Case
 from domain.case_values import OpenStage, Pause
-from domain.commands import Command, SubmitApplication, case_id_for, receipt_id_for
+from domain.commands import Command, PartyCommand, SubmitApplication, case_id_for, receipt_id_for
 from domain.errors import RuleViolationError
 from domain.hashchain import ChainLink, ChainVerdict, verify_chain
+from domain.parties import Party, PartyQualification, party_uuid_for
 from domain.receipts import CommandReceipt
 from domain.vocabulary import Actor
 
@@ -296,7 +297,10 @@ class CaseApplication(Application):
         else:
             case = (working or {}).get(command.case_id) or self._load(command.case_id, command.case_number)
             already_pending = len(case.pending_events)
-            command.execute(case, ctx)
+            if isinstance(command, PartyCommand) and command.party_id.strip():
+                command.execute_for(case, ctx, self.party_qualification(command.party_id.strip()))
+            else:
+                command.execute(case, ctx)
         receipt = self._receipt(
             command,
             receipt_id,
@@ -364,6 +368,16 @@ class CaseApplication(Application):
         except AggregateNotFoundError:
             raise CaseNotFoundError(f"no case {case_number}") from None
         return case
+
+    def party_qualification(self, party_id: str) -> PartyQualification | None:
+        """A registered party's qualification read fresh from the store (None when not registered).
+
+        Not from the aggregate cache: another process may have suspended or renewed the party.
+        """
+        party: Party | None = None
+        for event in self.events.get(party_uuid_for(party_id)):
+            party = event.mutate(party)
+        return party.qualification() if party is not None else None
 
     # ---- queries -----------------------------------------------------------------------------------
 

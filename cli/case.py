@@ -7,6 +7,7 @@ import json
 import sys
 import typing
 import uuid
+from collections import Counter
 from datetime import date, datetime
 from enum import Enum
 from typing import Any
@@ -16,12 +17,14 @@ from rich.console import Console
 from rich.table import Table
 
 from app.application import CaseApplication, CaseNotFoundError, CommandOutcome
+from app.witness import check_all, check_case
 from cli.common import department_label, fail, label, local_time, open_application, parse_instant
 from domain.calendar import SHANGHAI
 from domain.case import Case
 from domain.case_values import ApplicationDetails
 from domain.commands import COMMAND_TYPES, Command, SubmitApplication
 from domain.vocabulary import Actor, CaseStatus, Category, Channel, CustomerStep, PlanPhase, Stage
+from domain.witness import Integrity
 
 COMMON_FIELDS = {f.name for f in dataclasses.fields(Command)}
 
@@ -350,17 +353,38 @@ def history(
 
 
 @case_app.command()
-def verify(case_number: str) -> None:
-    """Recompute the case's hash chain from the stored events; exit 1 at the first bad link."""
+def verify(
+    case_number: str | None = typer.Argument(None, help="The case to verify (omit with --all)."),
+    sweep: bool = typer.Option(False, "--all", help="Verify every case and print a summary."),
+) -> None:
+    """Recompute hash chains and compare each case's head with the relay's witness; exit 1 on any
+    broken, truncated or rewritten history."""
+    if sweep == (case_number is not None):
+        raise typer.BadParameter("give either a case number or --all")
+    app = open_application()
     try:
-        verdict = open_application().verify(case_number)
+        checked = check_all(app) if sweep else [check_case(app, str(case_number))]
     except CaseNotFoundError as error:
         console.print(str(error))
         raise typer.Exit(1) from None
-    if verdict.intact:
-        console.print(f"哈希链完整 intact: {case_number}, {verdict.events_checked} events verified")
-        return
-    console.print(
-        f"哈希链断裂 BROKEN: {case_number} at version {verdict.first_bad_version}: {verdict.problem}"
-    )
-    raise typer.Exit(1)
+    finally:
+        app.close()
+    for item in checked if not sweep else [c for c in checked if not c.verdict.ok]:
+        console.print(
+            f"{INTEGRITY_LABELS[item.verdict.integrity]}: {item.case_number}: {item.verdict.detail}"
+        )
+    if sweep:
+        counts = Counter(item.verdict.integrity for item in checked)
+        summary = ", ".join(f"{INTEGRITY_LABELS[kind]} {counts[kind]}" for kind in Integrity if counts[kind])
+        console.print(f"{len(checked)} cases verified: {summary or 'none'}")
+    if any(not item.verdict.ok for item in checked):
+        raise typer.Exit(1)
+
+
+INTEGRITY_LABELS = {
+    Integrity.INTACT: "哈希链完整 intact",
+    Integrity.UNWITNESSED: "哈希链完整（尚无见证）intact, unwitnessed",
+    Integrity.BROKEN: "哈希链断裂 BROKEN",
+    Integrity.TRUNCATED: "历史被截断 TRUNCATED",
+    Integrity.DIVERGED: "历史被改写 DIVERGED",
+}

@@ -6,6 +6,7 @@ import typer
 
 from cli.calendar import calendar_app
 from cli.case import case_app
+from cli.party import party_app
 from cli.pipeline import deadletters_app, projections_app, relay, schemas, status, worker
 from cli.sla import kpi, responsibility, sla_app, sla_clock, whatif
 from cli.stack import stack_app
@@ -42,6 +43,7 @@ app.command("sla-clock")(sla_clock)
 app.command()(kpi)
 app.command()(whatif)
 case_app.command()(responsibility)
+app.add_typer(party_app, name="party")
 
 
 def main() -> None:

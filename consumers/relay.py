@@ -28,8 +28,9 @@ from kafka.errors import KafkaError
 
 from app.application import CaseApplication
 from app.event_log import CaseEventLog
+from app.witness import CASE_HEADS_SCHEMA, record_heads
 from infra.kafka_admin import ensure_yekuo_topics
-from infra.messages import INCARNATION_HEADER
+from infra.messages import INCARNATION_HEADER, CaseEventMessage
 from infra.settings import CASE_EVENTS_TOPIC, RELAY_CONTROL_TOPIC, Settings
 
 log = structlog.get_logger("yekuo.relay")
@@ -92,6 +93,7 @@ class Relay:
         self._conn: psycopg.Connection[Any] | None = None
         self._locked_conn: psycopg.Connection[Any] | None = None
         self._connection().execute(RELAY_SCHEMA)
+        self._connection().execute(CASE_HEADS_SCHEMA)
 
     # ---- running --------------------------------------------------------------------------------------
 
@@ -157,7 +159,7 @@ class Relay:
             next_offsets[metadata.partition] = max(
                 next_offsets.get(metadata.partition, 0), metadata.offset + 1
             )
-        self._store(position, state.incarnation, next_offsets)
+        self._store(position, state.incarnation, next_offsets, messages)
         log.debug("relayed", count=len(futures), position=position)
         return RelayPass(position - state.position, len(futures), position)
 
@@ -170,7 +172,13 @@ class Relay:
             ).fetchone()
         return RelayState(row[0], row[1]) if row else None
 
-    def _store(self, position: int, incarnation: str, next_offsets: dict[int, int]) -> None:
+    def _store(
+        self,
+        position: int,
+        incarnation: str,
+        next_offsets: dict[int, int],
+        messages: list[CaseEventMessage],
+    ) -> None:
         conn = self._connection()
         with conn.transaction():
             updated = conn.execute(
@@ -188,6 +196,7 @@ class Relay:
                     "EXCLUDED.next_offset)",
                     [(self.name, CASE_EVENTS_TOPIC, p, o) for p, o in next_offsets.items()],
                 )
+            record_heads(conn, messages)  # the external witness of each case's head
 
     def _check_incarnation(self) -> RelayState:
         state = self.state()

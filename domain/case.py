@@ -30,6 +30,7 @@ from domain.case_values import (
 )
 from domain.errors import RuleViolationError
 from domain.hashchain import GENESIS_HASH, event_hash
+from domain.parties import PartyKind, PartyQualification, check_named_party
 from domain.routes import (
     CUSTOMER_REQUESTED_STAGES,
     DEFAULT_OWNER,
@@ -339,7 +340,19 @@ class Case(Aggregate):
             case.awaiting_step = None
 
     class DesignSubmitted(Event):
-        """设计文件已报审."""
+        """设计文件已报审.
+
+        Version 2 names the registered party doing the work (``party_id``, "" when none is named);
+        v1 histories load through ``upcast_v1_v2``.
+        """
+
+        class_version = 2
+
+        party_id: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["party_id"] = ""
 
         def evolve(self, case: Case) -> None:
             case.awaiting_step = None
@@ -351,7 +364,19 @@ class Case(Aggregate):
         issues: list[str]
 
     class MidInspectionRequested(Event):
-        """中间检查已报验."""
+        """中间检查已报验.
+
+        Version 2 names the registered party doing the work (``party_id``, "" when none is named);
+        v1 histories load through ``upcast_v1_v2``.
+        """
+
+        class_version = 2
+
+        party_id: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["party_id"] = ""
 
         def evolve(self, case: Case) -> None:
             case.awaiting_step = None
@@ -363,7 +388,19 @@ class Case(Aggregate):
         issues: list[str]
 
     class CompletionReported(Event):
-        """竣工已报验."""
+        """竣工已报验.
+
+        Version 2 names the registered party doing the work (``party_id``, "" when none is named);
+        v1 histories load through ``upcast_v1_v2``.
+        """
+
+        class_version = 2
+
+        party_id: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["party_id"] = ""
 
         def evolve(self, case: Case) -> None:
             case.awaiting_step = None
@@ -971,22 +1008,30 @@ class Case(Aggregate):
         self._record(Case.SupplyPlanObjected, ctx)
         self._open(ctx, Stage.SUPPLY_PLAN)
 
-    def submit_design(self, ctx: CommandContext) -> None:
+    def submit_design(
+        self, ctx: CommandContext, party_id: str = "", party: PartyQualification | None = None
+    ) -> None:
         """设计文件报审 (customer or its design institute)."""
         self._check_awaiting(ctx, CustomerStep.CUSTOMER_WORKS, "submitting a design")
         self._check_customer_request(Stage.DESIGN_REVIEW)
-        self._record(Case.DesignSubmitted, ctx)
+        named = check_named_party(
+            party_id, party, PartyKind.DESIGN_INSTITUTE, ctx.occurred_at, self.supply_voltage
+        )
+        self._record(Case.DesignSubmitted, ctx, party_id=named)
         self._open(ctx, Stage.DESIGN_REVIEW)
 
     def review_design(self, ctx: CommandContext, *, passed: bool, issues: list[str]) -> None:
         """设计审查: a failure lists the issues and hands the design back to the customer."""
         self._conclude_inspection(ctx, Stage.DESIGN_REVIEW, Case.DesignReviewed, passed, issues, "issues")
 
-    def request_mid_inspection(self, ctx: CommandContext) -> None:
+    def request_mid_inspection(
+        self, ctx: CommandContext, party_id: str = "", party: PartyQualification | None = None
+    ) -> None:
         """中间检查报验."""
         self._check_awaiting(ctx, CustomerStep.CUSTOMER_WORKS, "requesting a mid-inspection")
         self._check_customer_request(Stage.MID_INSPECTION)
-        self._record(Case.MidInspectionRequested, ctx)
+        named = check_named_party(party_id, party, PartyKind.CONTRACTOR, ctx.occurred_at, self.supply_voltage)
+        self._record(Case.MidInspectionRequested, ctx, party_id=named)
         self._open(ctx, Stage.MID_INSPECTION)
 
     def record_mid_inspection(self, ctx: CommandContext, *, passed: bool, issues: list[str]) -> None:
@@ -995,11 +1040,14 @@ class Case(Aggregate):
             ctx, Stage.MID_INSPECTION, Case.MidInspectionRecorded, passed, issues, "issues"
         )
 
-    def report_completion(self, ctx: CommandContext) -> None:
+    def report_completion(
+        self, ctx: CommandContext, party_id: str = "", party: PartyQualification | None = None
+    ) -> None:
         """竣工报验: needs every required (or started) design review and mid-inspection passed."""
         self._check_awaiting(ctx, CustomerStep.CUSTOMER_WORKS, "reporting completion")
         self._check_customer_request(Stage.COMPLETION_INSPECTION)
-        self._record(Case.CompletionReported, ctx)
+        named = check_named_party(party_id, party, PartyKind.CONTRACTOR, ctx.occurred_at, self.supply_voltage)
+        self._record(Case.CompletionReported, ctx, party_id=named)
         self._open(ctx, Stage.COMPLETION_INSPECTION)
 
     def inspect_completion(self, ctx: CommandContext, *, passed: bool, rectifications: list[str]) -> None:

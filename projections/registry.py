@@ -8,12 +8,13 @@ from collections.abc import Callable
 from infra.settings import Settings
 from infra.sla_config import SlaConfig, following_sla_config, sla_config
 from projections.notifications import NotificationsProjection
+from projections.party_performance import PartyPerformanceProjection
 from projections.progress import ProgressProjection
 from projections.sla import SlaProjection
 from projections.tables import Projection
 from projections.workload import WorkloadProjection
 
-NAMES = ("progress", "workload", "notifications", "sla")
+NAMES = ("progress", "workload", "notifications", "sla", "party_performance")
 
 
 def build(config: SlaConfig, follow: Callable[..., SlaConfig] | None = None) -> dict[str, Projection]:
@@ -24,6 +25,7 @@ def build(config: SlaConfig, follow: Callable[..., SlaConfig] | None = None) -> 
         WorkloadProjection(),
         NotificationsProjection(config),
         SlaProjection(follow or config),
+        PartyPerformanceProjection(),
     ]
     return {p.name: p for p in projections}
 
