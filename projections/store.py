@@ -310,6 +310,22 @@ def apply_delivered(
     return applied, list(dead.values())
 
 
+def apply_events(
+    conn: psycopg.Connection[Any],
+    projections: Sequence[Projection],
+    messages: Sequence[CaseEventMessage],
+    consumer_group: str = "event-store",
+) -> int:
+    """Apply events read straight from the event store (not from Kafka) inside the caller's transaction,
+    with the same next-version rule as ``apply_delivered``; returns events applied. The store's own log
+    cannot contradict itself, so an event it rejects is an error, not a dead letter."""
+    delivered = [Delivered(m, "event-store", 0, index, "") for index, m in enumerate(messages)]
+    applied, dead = apply_delivered(conn, projections, consumer_group, delivered)
+    if dead:
+        raise ValueError(f"events from the store contradict their cases: {[d.reason for d in dead]}")
+    return applied
+
+
 def _write_parked(
     conn: psycopg.Connection[Any],
     projection: Projection,
