@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from cli.api import api, token_app
 from cli.calendar import calendar_app
 from cli.case import case_app
 from cli.pipeline import deadletters_app, projections_app, relay, schemas, status, worker
@@ -42,6 +43,8 @@ app.command("sla-clock")(sla_clock)
 app.command()(kpi)
 app.command()(whatif)
 case_app.command()(responsibility)
+app.command()(api)
+app.add_typer(token_app, name="token")
 
 
 def main() -> None:
