@@ -8,6 +8,8 @@ the channel is the integrator's (from ``infra/source_systems.py``) or the staff 
 # No ``from __future__ import annotations``: the route bodies are models built at run time, and FastAPI
 # reads the handlers' annotations as objects.
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -91,6 +93,25 @@ def channel_for(principal: Principal, type_name: str, svc: Services) -> str:
     return Channel.STAFF_CONSOLE.value
 
 
+@dataclass(frozen=True)
+class Sender:
+    """An authorised sender of one command type and the channel its command is recorded under."""
+
+    principal: Principal
+    channel: str
+
+
+def may_send(type_name: str) -> Callable[..., Sender]:
+    """A dependency admitting the callers who may send ``type_name`` (403 before the body is read)."""
+
+    def dependency(
+        principal: Principal = Depends(allow(*ACTING_ROLES)), svc: Services = Depends(services)
+    ) -> Sender:
+        return Sender(principal, channel_for(principal, type_name, svc))
+
+    return dependency
+
+
 def command_id_of(idempotency_key: str | None, command_id: str | None) -> str:
     chosen = (command_id or idempotency_key or "").strip()
     if not chosen:
@@ -106,14 +127,13 @@ def command_id_of(idempotency_key: str | None, command_id: str | None) -> str:
 
 def run_command(
     svc: Services,
-    principal: Principal,
+    sender: Sender,
     type_name: str,
     case_number: str,
     body: BaseModel,
     command_id: str,
 ) -> JSONResponse:
     """Validate, execute and answer: 200 accepted, 404 no such case, 409 refused, 422 invalid."""
-    channel = channel_for(principal, type_name, svc)
     fields = body.model_dump(exclude={"reason", "occurred_at"})
     try:
         command = build_command(
@@ -121,9 +141,9 @@ def run_command(
             fields,
             command_id=command_id,
             case_number=case_number,
-            actor=principal.actor,
+            actor=sender.principal.actor,
             occurred_at=getattr(body, "occurred_at", None) or svc.clock(),
-            channel=channel,
+            channel=sender.channel,
             reason=getattr(body, "reason", ""),
         )
     except InvalidCommandError as error:
@@ -159,13 +179,13 @@ def _case_route(type_name: str, model: type[BaseModel]) -> Any:
     def handler(
         case_number: str,
         body: model,  # type: ignore[valid-type]
-        principal: Principal = Depends(allow(*ACTING_ROLES)),
+        sender: Sender = Depends(may_send(type_name)),
         svc: Services = Depends(services),
         idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
         command_id: str | None = Header(None, alias="Command-Id"),
     ) -> JSONResponse:
         return run_command(
-            svc, principal, type_name, case_number, body, command_id_of(idempotency_key, command_id)
+            svc, sender, type_name, case_number, body, command_id_of(idempotency_key, command_id)
         )
 
     handler.__doc__ = (COMMAND_TYPES[type_name].__doc__ or type_name).strip()
@@ -175,7 +195,7 @@ def _case_route(type_name: str, model: type[BaseModel]) -> Any:
 def _submit_route(model: type[BaseModel]) -> Any:
     def submit(
         body: model,  # type: ignore[valid-type]
-        principal: Principal = Depends(allow(*ACTING_ROLES)),
+        sender: Sender = Depends(may_send("SubmitApplication")),
         svc: Services = Depends(services),
         idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
         command_id: str | None = Header(None, alias="Command-Id"),
@@ -183,7 +203,7 @@ def _submit_route(model: type[BaseModel]) -> Any:
         """提交用电申请: a new case; its number is the application's ``case_number``."""
         case_number = body.application.case_number  # type: ignore[attr-defined]
         return run_command(
-            svc, principal, "SubmitApplication", case_number, body, command_id_of(idempotency_key, command_id)
+            svc, sender, "SubmitApplication", case_number, body, command_id_of(idempotency_key, command_id)
         )
 
     return submit
@@ -230,7 +250,7 @@ def acknowledge_router() -> APIRouter:
     def acknowledge(
         case_number: str,
         notification_id: str,
-        principal: Principal = Depends(allow(Role.STAFF)),
+        sender: Sender = Depends(may_send("AcknowledgeNotification")),
         svc: Services = Depends(services),
         idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
         command_id: str | None = Header(None, alias="Command-Id"),
@@ -240,10 +260,10 @@ def acknowledge_router() -> APIRouter:
         with svc.connection() as conn:
             found = queries.notification(conn, notification_id)
         if found is not None and (
-            found["case_number"] != case_number or found["recipient"] != principal.department
+            found["case_number"] != case_number or found["recipient"] != sender.principal.department
         ):
-            raise HTTPException(404, f"no notification {notification_id} for {principal.department}")
+            raise HTTPException(404, f"no notification {notification_id} for {sender.principal.department}")
         body = _request_model("AcknowledgeNotification")(notification_id=notification_id)
-        return run_command(svc, principal, "AcknowledgeNotification", case_number, body, chosen)
+        return run_command(svc, sender, "AcknowledgeNotification", case_number, body, chosen)
 
     return router

@@ -264,3 +264,126 @@ def test_a_department_acknowledges_a_notification_of_its_inbox(api: Api) -> None
     assert other.status_code == 404
     assert ack.status_code == 200 and ack.json()["event_types"] == ["NotificationAcknowledged"]
     assert note["notification_id"] not in {n["notification_id"] for n in after}
+
+
+ROLES = ("integrator", "staff", "manager", "auditor", "customer")
+READ = {"staff", "manager", "auditor"}
+OVERSEE = {"manager", "auditor"}
+
+
+def test_every_route_admits_exactly_its_roles(api: Api) -> None:
+    commands = walk(api, "YK-M-1", "HV_SINGLE", until="CompleteSiteSurvey")
+    api.project()
+    submit = commands[0]
+    assert isinstance(submit, SubmitApplication)
+    customer_ref = submit.application.customer_ref
+    tokens = {
+        "integrator": api.token(Role.INTEGRATOR, source_system="ONLINE_HALL"),
+        "staff": api.token(Role.STAFF, "OPERATIONS"),
+        "manager": api.token(Role.MANAGER),
+        "auditor": api.token(Role.AUDITOR),
+        "customer": api.token(Role.CUSTOMER, person_id=customer_ref),
+    }
+    note = api.client.get("/departments/OPERATIONS/inbox", headers=tokens["staff"]).json()[0]
+    assign = payload_of(next(c for c in commands if c.command_type == "AssignHandler"))
+    case = "/cases/YK-M-1"
+
+    def new_case(role: str) -> dict[str, Any]:
+        other = sample_walk("RESIDENTIAL", f"YK-M-{role}", START)[0]
+        return payload_of(other)
+
+    # (method, path, body or a function of the role giving it, roles allowed)
+    routes: list[tuple[str, str, Any, set[str]]] = [
+        ("POST", "/cases", new_case, {"integrator", "staff"}),
+        ("POST", f"{case}/commands/AssignHandler", assign, {"staff"}),
+        (
+            "POST",
+            f"{case}/commands/FileComplaint",
+            {"complaint_id": "C-1", "summary": "太慢"},
+            {"integrator", "staff"},
+        ),
+        ("POST", f"{case}/commands/Energise", {"bogus": 1}, {"staff"}),  # 403 comes before 422
+        ("POST", f"{case}/commands/EscalateCase", {"reason": "督办"}, {"manager"}),
+        ("POST", f"{case}/notifications/{note['notification_id']}/acknowledge", None, {"staff"}),
+        ("GET", f"{case}/progress", None, READ | {"customer"}),
+        ("GET", "/customers/me/cases", None, {"customer"}),
+        ("GET", "/departments/OPERATIONS/queue", None, READ),
+        ("GET", "/departments/OPERATIONS/inbox", None, READ),
+        ("GET", "/workload", None, OVERSEE),
+        ("GET", "/sla/open-clocks", None, READ),
+        ("GET", "/sla/crossings?level=BREACH", None, READ),
+        ("GET", "/kpi?from=2025-01-01&to=2025-12-31", None, OVERSEE),
+        ("GET", f"{case}/history", None, OVERSEE),
+        ("GET", f"{case}/state?version=2", None, OVERSEE),
+        ("GET", f"{case}/verify", None, OVERSEE),
+        ("GET", f"{case}/responsibility", None, OVERSEE),
+        ("GET", "/whatif?rules=REG_2009", None, OVERSEE),
+    ]
+    failures = []
+    for number, (method, path, body, allowed) in enumerate(routes):
+        anonymous = api.client.request(method, path, json=None if body is None or callable(body) else body)
+        if anonymous.status_code != 401:
+            failures.append((path, "anonymous", anonymous.status_code))
+        for role in ROLES:
+            content = body(role) if callable(body) else body
+            headers = {**tokens[role], "Command-Id": f"matrix-{number}-{role}"}
+            status = api.client.request(method, path, json=content, headers=headers).status_code
+            expected_ok = role in allowed
+            if (expected_ok and (status in (401, 403) or status >= 500)) or (
+                not expected_ok and status != 403
+            ):
+                failures.append((path, role, status))
+    assert failures == []
+
+
+def test_each_role_gets_404_for_what_is_not_theirs_to_see(api: Api) -> None:
+    walk(api, "YK-M-2", "HV_SINGLE", until="CompleteSiteSurvey")
+    api.project()
+    staff = api.token(Role.STAFF, "OPERATIONS")
+    note = api.client.get("/departments/OPERATIONS/inbox", headers=staff).json()[0]
+    stranger = api.token(Role.CUSTOMER, person_id="someone-else")
+
+    answers = {
+        "customer, another's case": api.client.get("/cases/YK-M-2/progress", headers=stranger).status_code,
+        "staff, unknown case": api.client.get("/cases/YK-NONE/progress", headers=staff).status_code,
+        "auditor, unknown case": api.client.get(
+            "/cases/YK-NONE/history", headers=api.token(Role.AUDITOR)
+        ).status_code,
+        "manager, unknown department": api.client.get(
+            "/departments/NOPE/queue", headers=api.token(Role.MANAGER)
+        ).status_code,
+        "staff, other department's notification": api.client.post(
+            f"/cases/YK-M-2/notifications/{note['notification_id']}/acknowledge",
+            headers={**api.token(Role.STAFF, "MARKETING"), "Command-Id": "ack-x"},
+        ).status_code,
+        "staff, another department's queue": api.client.get(
+            "/departments/MARKETING/queue", headers=staff
+        ).status_code,
+    }
+
+    assert answers == {
+        "customer, another's case": 404,
+        "staff, unknown case": 404,
+        "auditor, unknown case": 404,
+        "manager, unknown department": 404,
+        "staff, other department's notification": 404,
+        "staff, another department's queue": 403,
+    }
+
+
+def test_an_unexpected_error_answers_an_error_id_and_no_internals(api: Api, fresh_database_url: str) -> None:
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        conn.execute("DROP VIEW department_workload")
+    client = TestClient(api.client.app, raise_server_exceptions=False)
+
+    answer = client.get("/workload", headers=api.token(Role.MANAGER))
+
+    assert answer.status_code == 500
+    assert set(answer.json()) == {"error", "error_id"}
+    assert "department_workload" not in answer.text and "Traceback" not in answer.text
+
+
+def test_health_answers_live_and_ready_with_the_database(api: Api) -> None:
+    assert api.client.get("/health/live").json() == {"status": "ok"}
+    assert api.client.get("/health/ready").json() == {"status": "ok", "database": "ok"}
+    assert api.client.get("/openapi.json").json()["paths"]["/cases/{case_number}/commands/Energise"]
