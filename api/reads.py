@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.access_log import record_access
@@ -134,21 +135,21 @@ def kpi_json(report: KpiReport) -> dict[str, Any]:
 def read_router() -> APIRouter:
     router = APIRouter()
 
-    @router.get("/cases/{case_number}/progress", tags=["progress"])
+    @router.get("/cases/{case_number}/progress", tags=["progress"], response_class=JSONResponse)
     def progress(
         case_number: str,
         reason: str | None = ReasonQuery,
         principal: Principal = Depends(allow(*READERS, Role.CUSTOMER)),
         svc: Services = Depends(services),
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         """进度查询: stage, next step, expected date, missing documents (一次性告知), issues to fix."""
         case = load_case(svc, case_number)
         if principal.role is Role.CUSTOMER:
             if case.customer_ref != principal.person_id:
                 raise HTTPException(404, f"no case {case_number}")
-            return progress_view(svc, case, unmasked=True)
+            return JSONResponse(progress_view(svc, case, unmasked=True))
         unmasked = unmasked_read(svc, principal, case_number, "progress", reason)
-        return progress_view(svc, case, unmasked=unmasked)
+        return JSONResponse(progress_view(svc, case, unmasked=unmasked))
 
     @router.post(
         "/customer/progress",
