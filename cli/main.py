@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from cli.api import api, token_app
 from cli.calendar import calendar_app
 from cli.case import case_app
 from cli.party import party_app
@@ -44,6 +45,8 @@ app.command()(kpi)
 app.command()(whatif)
 case_app.command()(responsibility)
 app.add_typer(party_app, name="party")
+app.command()(api)
+app.add_typer(token_app, name="token")
 
 
 def main() -> None:

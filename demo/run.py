@@ -26,6 +26,7 @@ from cli.case import history_table
 from consumers.relay import Relay
 from consumers.sla_clock import SlaClock
 from consumers.status import consumer_lag
+from demo.api_tour import show_api
 from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
 from domain.vocabulary import Department, Stage
 from infra.settings import Settings
@@ -114,6 +115,8 @@ def demo(
         finals = {case_id: app.get_case(number).version for case_id, number in numbers.items()}
         _wait_for_read_models(console, endpoints.database_url, finals, worker)
         _show_read_models(console, endpoints.database_url)
+        if not show_api(console, settings, env, case_number, app.get_case(case_number).contact_phone):
+            broken.append("HTTP API")
     finally:
         stop_relay.set()
         relay_thread.join(timeout=30)

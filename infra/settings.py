@@ -101,6 +101,19 @@ class Settings(BaseSettings):
     )
     sla_tick_seconds: float = Field(default=30.0, gt=0, description="How often the SLA clock looks at time.")
 
+    # HTTP API (api/)
+    api_token_key: str | None = Field(
+        default=None,
+        description="HS256 key signing the API's bearer tokens; no default: the API refuses to start "
+        "without one (the local stack and demo generate one into STATE_DIR/api_token_key).",
+    )
+    api_customer_max_failures: int = Field(
+        default=5, ge=1, description="Failed customer look-ups per case number and client before 429."
+    )
+    api_customer_failure_window_seconds: float = Field(
+        default=900.0, gt=0, description="How long failed customer look-ups are remembered."
+    )
+
     log_level: str = Field(default="INFO")
     log_json: bool | None = Field(default=None, description="JSON logs; unset: JSON unless on a TTY.")
 

@@ -57,6 +57,6 @@ def test_the_check_catches_an_adapter_importing_an_entry_point(tmp_path: Path) -
     assert layer_violations(tmp_path) == ["infra/bad.py:1 imports cli"]
 
 
-@pytest.mark.parametrize("package", ["domain", "infra", "app", "projections", "consumers", "cli", "demo"])
+@pytest.mark.parametrize("package", ["domain", "infra", "app", "projections", "consumers", "cli", "demo", "api"])
 def test_every_layer_exists(package: str) -> None:
     assert (ROOT / package / "__init__.py").exists()

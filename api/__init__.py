@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): commands through the case application service, read models, audit."""

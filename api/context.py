@@ -1,0 +1,115 @@
+"""What every route needs: the services built by ``create_app`` and the authenticated caller."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from psycopg_pool import ConnectionPool
+
+from api.metrics import ApiMetrics
+from api.security import Principal, Role, TokenError, authenticate
+from app.application import CaseApplication
+from infra.settings import Settings
+from infra.source_systems import SourceSystems
+
+bearer = HTTPBearer(auto_error=False, description="A token from `yekuo token issue`.")
+
+
+class FailedLookups:
+    """Failed customer look-ups per (case number, client) in a sliding window; too many answer 429."""
+
+    def __init__(self, max_failures: int, window_seconds: float, monotonic: Callable[[], float]) -> None:
+        self.max_failures = max_failures
+        self.window = window_seconds
+        self._monotonic = monotonic
+        self._failures: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _recent(self, key: tuple[str, str]) -> deque[float]:
+        failures = self._failures[key]
+        cutoff = self._monotonic() - self.window
+        while failures and failures[0] < cutoff:
+            failures.popleft()
+        return failures
+
+    def blocked_for(self, key: tuple[str, str]) -> float | None:
+        """Seconds until ``key`` may try again, or None when it may try now."""
+        with self._lock:
+            failures = self._recent(key)
+            if len(failures) < self.max_failures:
+                return None
+            return max(failures[0] + self.window - self._monotonic(), 1.0)
+
+    def fail(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._recent(key).append(self._monotonic())
+
+
+@dataclass
+class Services:
+    """Built once per API process by ``create_app``'s lifespan."""
+
+    settings: Settings
+    database_url: str
+    bootstrap_servers: str | None
+    token_key: str
+    clock: Callable[[], datetime]
+    source_systems: SourceSystems
+    metrics: ApiMetrics
+    failed_lookups: FailedLookups
+    application: CaseApplication | None = None
+    pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def app(self) -> CaseApplication:
+        if self.application is None:
+            raise RuntimeError("the API's case application is not started (lifespan not run)")
+        return self.application
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        if self.pool is None:
+            raise RuntimeError("the API's connection pool is not started (lifespan not run)")
+        with self.pool.connection() as conn:
+            yield conn
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+def caller(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
+    """The authenticated caller; 401 without a valid bearer token."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    try:
+        return authenticate(services(request).token_key, credentials.credentials)
+    except TokenError as error:
+        raise HTTPException(401, str(error), headers={"WWW-Authenticate": "Bearer"}) from None
+
+
+def allow(*roles: Role) -> Callable[..., Principal]:
+    """A dependency admitting only callers in ``roles`` (403 for the others)."""
+
+    def dependency(principal: Principal = Depends(caller)) -> Principal:
+        if principal.role not in roles:
+            raise HTTPException(403, f"role {principal.role} may not do this")
+        return principal
+
+    return dependency
+
+
+def monotonic() -> float:
+    return time.monotonic()

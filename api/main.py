@@ -1,0 +1,163 @@
+"""The HTTP API's composition: ``create_app`` builds a FastAPI app on one PostgreSQL (and broker).
+
+OpenAPI at ``/openapi.json`` and ``/docs``. Every answer other than 2xx carries a JSON body; an unexpected
+error is logged with an error id and answered as a bare 500 with that id (no stack trace, no SQL).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg_pool import ConnectionPool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.access_log import create_access_log
+from api.audit import audit_router
+from api.commands import acknowledge_router, command_router
+from api.context import FailedLookups, Services, monotonic
+from api.metrics import ApiMetrics
+from api.reads import read_router
+from api.security import check_key
+from app.bootstrap import build_case_application
+from infra.kafka_admin import BrokerUnavailableError, wait_for_broker
+from infra.settings import Settings
+from infra.source_systems import load_source_systems
+from projections import registry
+from projections.store import create_schema
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(
+    settings: Settings,
+    database_url: str,
+    bootstrap_servers: str | None,
+    *,
+    clock: Callable[[], datetime] | None = None,
+) -> FastAPI:
+    """The API on ``database_url``; refuses (``TokenKeyMissingError``) without a token signing key."""
+    svc = Services(
+        settings=settings,
+        database_url=database_url,
+        bootstrap_servers=bootstrap_servers,
+        token_key=check_key(settings.api_token_key),
+        clock=clock or (lambda: datetime.now(UTC)),
+        # a file setting (YEKUO_SOURCE_SYSTEMS_FILE) may come with intake; else the shipped table
+        source_systems=load_source_systems(getattr(settings, "source_systems_file", None)),
+        metrics=ApiMetrics(),
+        failed_lookups=FailedLookups(
+            settings.api_customer_max_failures, settings.api_customer_failure_window_seconds, monotonic
+        ),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        svc.application = build_case_application(settings, database_url, clock=clock)
+        svc.pool = ConnectionPool(
+            database_url, min_size=1, max_size=8, kwargs={"autocommit": True}, open=True
+        )
+        with svc.connection() as conn:
+            create_schema(conn, registry.select())
+            create_access_log(conn)
+        svc.metrics.watch_pipeline(svc.connection)
+        log.info("api.started")
+        try:
+            yield
+        finally:
+            svc.pool.close()
+            svc.application.close()
+
+    api = FastAPI(
+        title="Yekuo 业扩报装 API",
+        version="1",
+        description="Commands, progress lookup, department queues and inboxes, SLA, KPIs and audit.",
+        lifespan=lifespan,
+    )
+    api.state.services = svc
+    api.include_router(command_router())
+    api.include_router(acknowledge_router())
+    api.include_router(read_router())
+    api.include_router(audit_router())
+    _add_observability(api, svc)
+    return api
+
+
+class LatencyMiddleware:
+    """Request latency by route template (pure ASGI: cheaper than ``BaseHTTPMiddleware``)."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.latency.labels(scope["method"], path, str(status[0])).observe(
+                time.perf_counter() - started
+            )
+
+
+def _add_observability(api: FastAPI, svc: Services) -> None:
+    api.add_middleware(LatencyMiddleware, metrics=svc.metrics)
+
+    @api.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        error_id = uuid.uuid4().hex
+        log.error(
+            "api.error", error_id=error_id, method=request.method, path=request.url.path, exc_info=error
+        )
+        return JSONResponse({"error": "internal error", "error_id": error_id}, status_code=500)
+
+    @api.get("/health/live", tags=["health"])
+    def live() -> dict[str, str]:
+        """The process answers."""
+        return {"status": "ok"}
+
+    @api.get("/health/ready", tags=["health"], responses={503: {"description": "A dependency is down"}})
+    def ready() -> JSONResponse:
+        """PostgreSQL answers a query and (when configured) the broker answers a metadata request."""
+        checks: dict[str, Any] = {}
+        try:
+            with svc.connection() as conn:
+                conn.execute("SELECT 1")
+            checks["database"] = "ok"
+        except (psycopg.Error, RuntimeError, TimeoutError) as error:
+            log.warning("api.ready.database", error=str(error))
+            checks["database"] = "unavailable"
+        if svc.bootstrap_servers:
+            try:
+                wait_for_broker(svc.bootstrap_servers, timeout=2.0)
+                checks["broker"] = "ok"
+            except BrokerUnavailableError as error:
+                log.warning("api.ready.broker", error=str(error))
+                checks["broker"] = "unavailable"
+        healthy = all(value == "ok" for value in checks.values())
+        return JSONResponse({"status": "ok" if healthy else "unavailable", **checks}, 200 if healthy else 503)
+
+    @api.get("/metrics", tags=["health"], response_class=Response)
+    def metrics() -> Response:
+        """Prometheus metrics: commands, refusals, request latency, consumer lag, dead letters."""
+        return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,142 @@
+"""Named read-model queries for the HTTP API (and anything else that reads the read models by question).
+
+Each function answers one question from the tables and views the projections maintain; rows come back as
+dicts of column name → value. Ageing is computed against ``now`` passed in, so answers are reproducible.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+Row = dict[str, Any]
+
+
+def _rows(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> list[Row]:
+    with conn.cursor(row_factory=dict_row) as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+
+
+def case_progress(conn: psycopg.Connection[Any], case_number: str) -> Row | None:
+    """The progress row of one case (进度查询), or None when the read model has not seen it."""
+    rows = _rows(
+        conn,
+        "SELECT case_number, customer_ref, customer_name_masked, category, category_label, fast_track, "
+        "status, status_label, current_stages, awaiting_customer, next_step, timeline, submitted_at, "
+        "accepted_at, energised_at, expected_completion, expected_completion_provisional, last_event, "
+        "updated_at FROM case_progress WHERE case_number = %(case_number)s",
+        {"case_number": case_number},
+    )
+    return rows[0] if rows else None
+
+
+def cases_of_customer(conn: psycopg.Connection[Any], customer_ref: str, limit: int = 100) -> list[Row]:
+    """A customer's cases, newest first."""
+    return _rows(
+        conn,
+        "SELECT case_number, category_label, status, status_label, next_step, expected_completion, "
+        "submitted_at FROM case_progress WHERE customer_ref = %(ref)s ORDER BY submitted_at DESC "
+        "LIMIT %(limit)s",
+        {"ref": customer_ref, "limit": limit},
+    )
+
+
+def department_queue(
+    conn: psycopg.Connection[Any], department: str, now: datetime, limit: int = 200
+) -> list[Row]:
+    """A department's open work items (待办), oldest first, with age and the running clock's deadline."""
+    return _rows(
+        conn,
+        """
+        SELECT w.case_number, w.item_no, w.kind, w.stage, w.department, w.handler_id, w.handler_name,
+               w.received_at, extract(epoch FROM %(now)s - w.received_at)::bigint AS age_seconds,
+               c.deadline_at AS due_at, c.clock_id
+        FROM work_items w
+        LEFT JOIN LATERAL (
+            SELECT deadline_at, clock_id FROM sla_clocks c
+            WHERE c.case_id = w.case_id AND c.stopped_at IS NULL AND c.stage = w.stage
+              AND (w.kind <> 'REVIEW' OR c.review_department = w.department)
+            ORDER BY (c.review_department IS NULL) = (w.kind <> 'REVIEW') DESC, c.deadline_at NULLS LAST
+            LIMIT 1
+        ) c ON true
+        WHERE w.department = %(department)s AND w.completed_at IS NULL
+        ORDER BY w.received_at, w.case_number, w.item_no
+        LIMIT %(limit)s
+        """,
+        {"department": department, "now": now, "limit": limit},
+    )
+
+
+def department_inbox(
+    conn: psycopg.Connection[Any], department: str, now: datetime, limit: int = 200
+) -> list[Row]:
+    """A department's unacknowledged notifications (收件箱), with age and due date, oldest first."""
+    return _rows(
+        conn,
+        """
+        SELECT notification_id, recipient_kind, case_number, kind, message, due_at, created_at,
+               escalated_at, extract(epoch FROM %(now)s - created_at)::bigint AS age_seconds,
+               (due_at IS NOT NULL AND due_at < %(now)s) AS overdue
+        FROM department_inbox WHERE department = %(department)s
+        ORDER BY created_at, notification_id LIMIT %(limit)s
+        """,
+        {"department": department, "now": now, "limit": limit},
+    )
+
+
+def notification(conn: psycopg.Connection[Any], notification_id: str) -> Row | None:
+    """One notification: its case, recipient and whether it was acknowledged."""
+    rows = _rows(
+        conn,
+        "SELECT notification_id, case_number, recipient_kind, recipient, acknowledged_at "
+        "FROM notifications WHERE notification_id::text = %(id)s",
+        {"id": notification_id},
+    )
+    return rows[0] if rows else None
+
+
+def department_workload(conn: psycopg.Connection[Any]) -> list[Row]:
+    """Open items per department with ageing buckets (部门工作量)."""
+    return _rows(conn, "SELECT * FROM department_workload ORDER BY department", {})
+
+
+def sla_open_clocks(
+    conn: psycopg.Connection[Any], department: str | None = None, limit: int = 200
+) -> list[Row]:
+    """Running clocks (在途时限), nearest deadline first; optionally one holding department's."""
+    return _rows(
+        conn,
+        "SELECT * FROM sla_open_clocks WHERE (%(department)s::text IS NULL OR holder_department = "
+        "%(department)s) ORDER BY deadline_at NULLS LAST, clock_id LIMIT %(limit)s",
+        {"department": department, "limit": limit},
+    )
+
+
+def sla_crossings(
+    conn: psycopg.Connection[Any],
+    *,
+    level: str | None = None,
+    department: str | None = None,
+    first: date | None = None,
+    last: date | None = None,
+    limit: int = 200,
+) -> list[Row]:
+    """Warnings and breaches (预警/超期) recorded, newest first, filtered by level, department and day."""
+    return _rows(
+        conn,
+        """
+        SELECT clock_id, level, case_number, category, kind, stage, share, crossed_at, detected_at,
+               department, handler, rule_set, rule_version, calendar_version
+        FROM sla_crossings
+        WHERE (%(level)s::text IS NULL OR level = %(level)s)
+          AND (%(department)s::text IS NULL OR department = %(department)s)
+          AND (%(first)s::date IS NULL OR (crossed_at AT TIME ZONE 'Asia/Shanghai')::date >= %(first)s)
+          AND (%(last)s::date IS NULL OR (crossed_at AT TIME ZONE 'Asia/Shanghai')::date <= %(last)s)
+        ORDER BY crossed_at DESC, clock_id, level LIMIT %(limit)s
+        """,
+        {"level": level, "department": department, "first": first, "last": last, "limit": limit},
+    )
