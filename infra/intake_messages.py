@@ -123,9 +123,7 @@ class IntakeDeadLetter(BaseModel):
 
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
-    schema_: Literal["yekuo.intake-dead-letter.v1"] = Field(
-        default=INTAKE_DEAD_LETTER_SCHEMA, alias="schema"
-    )
+    schema_: Literal["yekuo.intake-dead-letter.v1"] = Field(default=INTAKE_DEAD_LETTER_SCHEMA, alias="schema")
     consumer: str
     reason: str
     rule: str
