@@ -71,6 +71,17 @@ class Intake:
         self.processes.append(process)
         return process
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
     def log_of(self, name: str = "intake") -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
 
@@ -189,7 +200,13 @@ def test_a_whole_case_lifecycle_runs_through_intake_and_a_republish_changes_noth
     intake.start()
     results = TopicReader(intake.bootstrap, INTAKE_RESULTS_TOPIC)
     try:
-        intake.send_commands(commands)
+        lines = intake.workdir / "envelopes.jsonl"
+        lines.write_text(
+            "".join(envelope_for(c, source_for(c, SYSTEMS)).model_dump_json() + "\n" for c in commands)
+        )
+        published = intake.cli("intake", "publish", str(lines))
+        assert published.returncode == 0, published.stdout + published.stderr
+        assert f"published {len(commands)} messages" in published.stdout
         wait_for(lambda: len(results_by_id(results)) == len(commands), "a result for every command")
         first = results_by_id(results)
         refused = [r for r in first.values() if r[0]["outcome"] != "ACCEPTED"]
