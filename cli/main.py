@@ -7,6 +7,7 @@ import typer
 from cli.api import api, token_app
 from cli.calendar import calendar_app
 from cli.case import case_app
+from cli.intake import intake_app
 from cli.party import party_app
 from cli.pipeline import deadletters_app, projections_app, relay, schemas, status, worker
 from cli.sla import kpi, responsibility, sla_app, sla_clock, whatif
@@ -40,6 +41,7 @@ app.command()(status)
 app.command()(schemas)
 app.add_typer(sla_app, name="sla")
 app.add_typer(calendar_app, name="calendar")
+app.add_typer(intake_app, name="intake")
 app.command("sla-clock")(sla_clock)
 app.command()(kpi)
 app.command()(whatif)

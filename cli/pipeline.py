@@ -15,6 +15,7 @@ from rich.table import Table
 from app.bootstrap import build_case_application
 from app.event_log import CaseEventLog
 from consumers.status import pipeline_status
+from infra.intake_messages import intake_schema_documents
 from infra.messages import json_schema_documents
 from infra.settings import CASE_EVENTS_TOPIC, Settings
 from infra.stack import endpoints
@@ -228,6 +229,6 @@ def schemas(
 ) -> None:
     """Write the JSON Schemas of the published messages."""
     directory.mkdir(parents=True, exist_ok=True)
-    for name, text in json_schema_documents().items():
+    for name, text in {**json_schema_documents(), **intake_schema_documents()}.items():
         (directory / name).write_text(text)
         console.print(f"wrote {directory / name}")

@@ -1,6 +1,7 @@
 """``yekuo demo``: the main job on embedded defaults — start the stack, the relay and a projection worker,
-walk a sample case of each category through every stage, print each history with its hash-chain verdict,
-then show the cases arriving in each read model and every consumer caught up."""
+walk a sample case of each category through every stage (the first one as an integrating system would: through
+the intake consumer), print each history with its hash-chain verdict, then show the cases arriving in each
+read model and every consumer caught up."""
 
 from __future__ import annotations
 
@@ -18,18 +19,24 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import typer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
+from app.application import CommandOutcome
 from app.bootstrap import build_case_application
 from cli.case import history_table
+from consumers.intake import envelope_for, source_for
 from consumers.relay import Relay
 from consumers.sla_clock import SlaClock
 from consumers.status import consumer_lag
 from demo.api_tour import show_api
 from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
+from domain.commands import Command
 from domain.vocabulary import Department, Stage
-from infra.settings import Settings
+from infra.intake_messages import IntakeResult
+from infra.settings import INTAKE_RESULTS_TOPIC, INTAKE_TOPIC, Settings
+from infra.source_systems import load_source_systems
 from infra.stack import LocalStack
 from projections.store import table_exists
 
@@ -82,18 +89,30 @@ def demo(
     relay = Relay(app, endpoints.database_url, endpoints.kafka_bootstrap_servers, settings)
     relay_thread = threading.Thread(target=relay.run, args=(stop_relay,), name="relay")
     relay_thread.start()
+    intake = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "intake"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(settings.state_dir / "demo-intake.log").open("ab"),
+        stdin=subprocess.DEVNULL,
+    )
     broken: list[str] = []
     try:
         finals: dict[UUID, int | None] = {}
         numbers: dict[UUID, str] = {}
         events = 0
-        for category, fast_track in CATEGORIES_FOR_DEMO:
+        for index, (category, fast_track) in enumerate(CATEGORIES_FOR_DEMO):
             case_number = f"YK-DEMO-{category}{'-FAST' if fast_track else ''}"
-            for command in sample_walk(category, case_number, DEMO_START, fast_track=fast_track):
-                outcome = app.execute(command)
+            commands = sample_walk(category, case_number, DEMO_START, fast_track=fast_track)
+            if index == 0:
+                outcomes = _through_intake(console, endpoints.kafka_bootstrap_servers, commands, intake)
+            else:
+                outcomes = [app.execute(command) for command in commands]
+            for outcome in outcomes:
                 if not outcome.accepted:
                     console.print(f"sample command rejected: {outcome.rule}: {outcome.message}")
                     raise typer.Exit(1)
+            command, outcome = commands[-1], outcomes[-1]
             finals[command.case_id] = outcome.case_version
             numbers[command.case_id] = case_number
             console.print(history_table(app, case_number))
@@ -120,16 +139,79 @@ def demo(
     finally:
         stop_relay.set()
         relay_thread.join(timeout=30)
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        for process in (worker, intake):
+            process.send_signal(signal.SIGTERM)
+        for process in (worker, intake):
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
         app.close()
         if endpoints.started and not keep_running:
             stack.down()
     if broken:
         raise typer.Exit(1)
+
+
+def _through_intake(
+    console: Console, bootstrap: str, commands: list[Command], intake: subprocess.Popen[bytes]
+) -> list[CommandOutcome]:
+    """Publish ``commands`` on yekuo.intake.v1 as integrating systems would; their outcomes, from the
+    results topic."""
+    systems = load_source_systems(Settings().source_systems_file)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    for command in commands:
+        envelope = envelope_for(command, source_for(command, systems))
+        producer.send(INTAKE_TOPIC, key=command.case_number.encode(), value=envelope.to_bytes())
+    producer.flush()
+    producer.close()
+    wanted = {command.command_id for command in commands}
+    results: dict[str, IntakeResult] = {}
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [
+            TopicPartition(INTAKE_RESULTS_TOPIC, p)
+            for p in consumer.partitions_for_topic(INTAKE_RESULTS_TOPIC) or ()
+        ]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        deadline = time.monotonic() + 120
+        while wanted - set(results) and time.monotonic() < deadline and intake.poll() is None:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    result = IntakeResult.model_validate_json(record.value)
+                    if result.message_id in wanted:
+                        results.setdefault(result.message_id, result)
+    finally:
+        consumer.close()
+    if wanted - set(results):
+        console.print(
+            f"intake gave no result for {len(wanted - set(results))} messages (see demo-intake.log)"
+        )
+        raise typer.Exit(1)
+    console.print(
+        _table(
+            f"接入 Intake: {commands[0].case_number} sent by integrating systems on {INTAKE_TOPIC}",
+            ("message id", "source system", "command", "outcome", "version"),
+            (
+                (r.message_id, r.source_system, r.command_type, r.outcome, r.case_version)
+                for r in (results[c.command_id] for c in commands)
+            ),
+        )
+    )
+    return [
+        CommandOutcome(
+            command_id=c.command_id,
+            command_type=c.command_type,
+            case_number=c.case_number,
+            accepted=results[c.command_id].outcome == "ACCEPTED",
+            rule=results[c.command_id].rule,
+            message=results[c.command_id].message,
+            case_version=results[c.command_id].case_version,
+            event_types=tuple(results[c.command_id].event_types),
+        )
+        for c in commands
+    ]
 
 
 def _wait_for_read_models(

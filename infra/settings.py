@@ -114,6 +114,16 @@ class Settings(BaseSettings):
         default=900.0, gt=0, description="How long failed customer look-ups are remembered."
     )
 
+    # intake (yekuo.intake.v1)
+    intake_max_message_bytes: int = Field(
+        default=65_536, ge=256, description="Intake messages larger than this are dead-lettered unread."
+    )
+    intake_batch_size: int = Field(default=200, ge=1, description="Intake messages per group commit.")
+    intake_batch_seconds: float = Field(default=0.05, gt=0, description="Longest wait to fill a batch.")
+    source_systems_file: Path | None = Field(
+        default=None, description="Table of source systems; unset: infra/data/source_systems.json."
+    )
+
     log_level: str = Field(default="INFO")
     log_json: bool | None = Field(default=None, description="JSON logs; unset: JSON unless on a TTY.")
 

@@ -106,6 +106,7 @@ def test_the_demo_walks_every_category_through_every_stage(
         assert f"YK-DEMO-{number} 办理记录" in demo.stdout
     assert demo.stdout.count("已办结") >= 5
     assert "all hash chains intact" in demo.stdout
+    assert "接入 Intake: YK-DEMO-RESIDENTIAL" in demo.stdout  # the first case went through intake
     for read_model in ("进度查询 progress", "部门工作量 workload", "协同通知 notifications", "时限 SLA"):
         assert read_model in demo.stdout
     assert demo.stdout.count("已办结, 感谢您的支持") == 5  # every sample case reached the progress model

@@ -1,0 +1,483 @@
+"""Intake consumer (接入): commands from integrating systems on ``yekuo.intake.v1`` → the case application.
+
+Each batch of messages (``take_events``) goes through ``IntakeProcessor.process``: a message over the size
+limit is dead-lettered unread; one that does not decode or validate as an ``IntakeEnvelope`` is
+dead-lettered with the reason; the source system is authorised by ``infra/source_systems``; the command
+is built by ``app.command_payloads.build_command`` (message id = command id, channel = the source
+system's); the valid commands of the batch run through ``CaseApplication.execute_batch`` (one group
+commit). Then one result per message goes to ``yekuo.intake-results.v1`` and dead letters to
+``yekuo.intake.dlq.v1``, and only then does faust acknowledge the batch.
+
+"Outcome durable before the offset commit" means: a command's receipt (its outcome) is committed in
+PostgreSQL, with the events it appended, before its result is published, and its result is delivered
+(acks=all) before its offset can be committed. A kill -9 at any moment therefore redelivers at most
+messages whose offsets were not committed; running them again finds their receipts (``repeated``) and
+publishes the same outcome again, so no effect is doubled — the results topic may carry an outcome twice,
+always the same one (consumers of results deduplicate by message id). Authorisation refusals and invalid
+messages write nothing, and are decided again identically.
+
+Transient database errors (the database restarting, a case that kept changing) are retried with a
+bounded backoff; nothing is acknowledged meanwhile. The consumer never stops on bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import faust
+import psycopg
+import structlog
+from eventsourcing.persistence import InterfaceError, OperationalError
+from pydantic import ValidationError
+
+from app.application import CaseApplication, CommandOutcome, ConcurrentUpdateError
+from app.command_payloads import (
+    ENVELOPE_FIELDS,
+    InvalidCommandError,
+    build_command,
+    command_class,
+    payload_model,
+)
+from consumers import faust_transport
+from domain.commands import Command
+from domain.vocabulary import Actor
+from infra.intake_messages import (
+    IntakeDeadLetter,
+    IntakeEnvelope,
+    IntakeResult,
+    mask_text,
+    masked_original,
+    now_utc,
+)
+from infra.settings import INTAKE_DLQ_TOPIC, INTAKE_RESULTS_TOPIC, INTAKE_TOPIC, Settings
+from infra.source_systems import SourceSystems
+
+log = structlog.get_logger("yekuo.intake")
+
+INTAKE_GROUP = "yekuo-intake"
+DLQ_KEEP_BYTES = 4096
+"""How much of an oversize message the dead letter keeps."""
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    ConcurrentUpdateError,
+)
+
+
+@dataclass(frozen=True)
+class Received:
+    """One message as delivered by the broker."""
+
+    value: bytes | None
+    key: bytes | None
+    partition: int
+    offset: int
+    topic: str = INTAKE_TOPIC
+
+
+@dataclass
+class Decided:
+    """What to publish for one received message: its result and/or its dead letter (in input order)."""
+
+    key: bytes
+    result: IntakeResult | None = None
+    dead_letter: IntakeDeadLetter | None = None
+
+
+@dataclass
+class IntakeCounters:
+    """What the processor has seen; read by tests and logged."""
+
+    messages: int = 0
+    accepted: int = 0
+    refused: int = 0
+    invalid: int = 0
+    dead_letters: int = 0
+    dead_letters_by_rule: dict[str, int] = field(default_factory=dict)
+    retries: int = 0
+
+
+class IntakeProcessor:
+    """Decides the outcome of each intake message; runs commands through the case application."""
+
+    def __init__(
+        self,
+        app: CaseApplication,
+        source_systems: SourceSystems,
+        *,
+        max_message_bytes: int,
+        consumer: str = INTAKE_GROUP,
+        clock: Callable[[], datetime] = now_utc,
+        sleep: Callable[[float], None] = time.sleep,
+        max_delay: float = 5.0,
+    ) -> None:
+        self.app = app
+        self.source_systems = source_systems
+        self.max_message_bytes = max_message_bytes
+        self.consumer = consumer
+        self.clock = clock
+        self.sleep = sleep
+        self.max_delay = max_delay
+        self.counters = IntakeCounters()
+
+    # ---- one batch ------------------------------------------------------------------------------------
+
+    def process(self, batch: Sequence[Received]) -> list[Decided]:
+        """The result and/or dead letter of every message of ``batch``, in order.
+
+        Returns only after every accepted or refused command's receipt is committed in PostgreSQL.
+        """
+        now = self.clock()
+        decided: list[Decided] = []
+        pending: list[tuple[Decided, Received, IntakeEnvelope, Command]] = []
+        for item in batch:
+            self.counters.messages += 1
+            one, command = self._prepare(item, now)
+            decided.append(one)
+            if command is not None:
+                envelope, built = command
+                pending.append((one, item, envelope, built))
+        outcomes = self._execute([built for *_, built in pending])
+        for (one, item, envelope, _), outcome in zip(pending, outcomes, strict=True):
+            if isinstance(outcome, CommandOutcome):
+                one.result = self._result_of(item, envelope, outcome, now)
+            else:  # not a rule, not transient: a defect or data the domain cannot take; dead-letter it
+                reason = f"command failed: {outcome!r}"
+                one.result = self._invalid(item, envelope, "PROCESSING_FAILED", reason, now)
+                one.dead_letter = self._dead_letter(
+                    item, "PROCESSING_FAILED", reason, envelope.message_id, now
+                )
+        for one in decided:
+            self._count(one)
+        return decided
+
+    def _prepare(
+        self, item: Received, now: datetime
+    ) -> tuple[Decided, tuple[IntakeEnvelope, Command] | None]:
+        raw = item.value or b""
+        key = item.key or b""
+        if len(raw) > self.max_message_bytes:
+            reason = f"message of {len(raw)} bytes exceeds the limit of {self.max_message_bytes} bytes"
+            return Decided(
+                key, dead_letter=self._dead_letter(item, "MESSAGE_TOO_LARGE", reason, None, now)
+            ), None
+        try:
+            envelope = IntakeEnvelope.from_bytes(raw, now)
+        except ValidationError as error:
+            reason = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}"
+                for e in error.errors(include_url=False, include_context=False, include_input=False)
+            )
+            message_id = _readable_message_id(raw)
+            rule = "UNDECODABLE" if _is_json_error(error) else "INVALID_ENVELOPE"
+            letter = self._dead_letter(item, rule, mask_text(reason), message_id, now)
+            one = Decided(key, dead_letter=letter)
+            if message_id is not None:
+                one.result = IntakeResult(
+                    message_id=message_id,
+                    outcome="INVALID",
+                    case_number=None,
+                    command_type=None,
+                    source_system=None,
+                    rule=rule,
+                    message=letter.reason,
+                    partition=item.partition,
+                    offset=item.offset,
+                    decided_at=now,
+                )
+            return one, None
+        key = envelope.case_number.encode()
+        try:
+            command_class(envelope.type)
+        except InvalidCommandError as error:
+            return self._invalid_decided(item, envelope, "UNKNOWN_COMMAND_TYPE", str(error), now), None
+        source = self.source_systems.get(envelope.source_system)
+        if source is None:
+            message = f"source system {envelope.source_system!r} is not registered"
+            return Decided(
+                key, result=self._refused(item, envelope, "SOURCE_NOT_AUTHORISED", message, now)
+            ), None
+        if not source.may_send(envelope.type):
+            message = f"source system {source.name} ({source.label}) may not send {envelope.type}"
+            return Decided(
+                key, result=self._refused(item, envelope, "COMMAND_NOT_AUTHORISED", message, now)
+            ), None
+        try:
+            actor = Actor(envelope.actor.person_id, envelope.actor.name, envelope.actor.department)
+            command = build_command(
+                envelope.type,
+                envelope.payload,
+                command_id=envelope.message_id,
+                case_number=envelope.case_number,
+                actor=actor,
+                occurred_at=envelope.occurred_at,
+                channel=source.channel.value,
+                reason=envelope.reason,
+            )
+        except (InvalidCommandError, TypeError, ValueError) as error:
+            return self._invalid_decided(item, envelope, "INVALID_PAYLOAD", str(error), now), None
+        return Decided(key), (envelope, command)
+
+    def _execute(self, commands: list[Command]) -> list[CommandOutcome | Exception]:
+        """``execute_batch``, re-running commands that met a transient error until they have an outcome."""
+        outcomes: list[CommandOutcome | Exception | None] = [None] * len(commands)
+        todo = list(range(len(commands)))
+        delay = 0.2
+        while todo:
+            try:
+                results = self.app.execute_batch([commands[i] for i in todo])
+            except TRANSIENT_ERRORS as error:
+                results = [error] * len(todo)
+            again = []
+            for index, result in zip(todo, results, strict=True):
+                if isinstance(result, TRANSIENT_ERRORS):
+                    again.append(index)
+                else:
+                    outcomes[index] = result
+            if again:
+                self.counters.retries += 1
+                log.warning("transient database error; retrying", commands=len(again), delay=delay)
+                self.sleep(delay)
+                delay = min(delay * 2, self.max_delay)
+            todo = again
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    # ---- results and dead letters ---------------------------------------------------------------------
+
+    def _result_of(
+        self, item: Received, envelope: IntakeEnvelope, outcome: CommandOutcome, now: datetime
+    ) -> IntakeResult:
+        return IntakeResult(
+            message_id=envelope.message_id,
+            outcome="ACCEPTED" if outcome.accepted else "REFUSED",
+            case_number=envelope.case_number,
+            command_type=envelope.type,
+            source_system=envelope.source_system,
+            rule=outcome.rule,
+            message=mask_text(outcome.message),
+            case_version=outcome.case_version,
+            event_types=list(outcome.event_types),
+            repeated=outcome.repeated,
+            partition=item.partition,
+            offset=item.offset,
+            decided_at=now,
+        )
+
+    def _refused(
+        self, item: Received, envelope: IntakeEnvelope, rule: str, message: str, now: datetime
+    ) -> IntakeResult:
+        return IntakeResult(
+            message_id=envelope.message_id,
+            outcome="REFUSED",
+            case_number=envelope.case_number,
+            command_type=envelope.type,
+            source_system=envelope.source_system,
+            rule=rule,
+            message=mask_text(message),
+            partition=item.partition,
+            offset=item.offset,
+            decided_at=now,
+        )
+
+    def _invalid(
+        self, item: Received, envelope: IntakeEnvelope, rule: str, message: str, now: datetime
+    ) -> IntakeResult:
+        return self._refused(item, envelope, rule, message, now).model_copy(update={"outcome": "INVALID"})
+
+    def _invalid_decided(
+        self, item: Received, envelope: IntakeEnvelope, rule: str, message: str, now: datetime
+    ) -> Decided:
+        return Decided(
+            envelope.case_number.encode(),
+            result=self._invalid(item, envelope, rule, message, now),
+            dead_letter=self._dead_letter(item, rule, message, envelope.message_id, now),
+        )
+
+    def _dead_letter(
+        self, item: Received, rule: str, reason: str, message_id: str | None, now: datetime
+    ) -> IntakeDeadLetter:
+        raw = item.value or b""
+        truncated = len(raw) > self.max_message_bytes
+        text, encoded = masked_original(raw[:DLQ_KEEP_BYTES] if truncated else raw)
+        return IntakeDeadLetter(
+            consumer=self.consumer,
+            reason=mask_text(reason),
+            rule=rule,
+            message_id=message_id,
+            topic=item.topic,
+            partition=item.partition,
+            offset=item.offset,
+            key=item.key.decode(errors="replace") if item.key else None,
+            size=len(raw),
+            original_text=text,
+            original_base64=encoded,
+            truncated=truncated,
+            failed_at=now,
+        )
+
+    def _count(self, one: Decided) -> None:
+        if one.result is not None:
+            outcome = one.result.outcome
+            if outcome == "ACCEPTED":
+                self.counters.accepted += 1
+            elif outcome == "REFUSED":
+                self.counters.refused += 1
+            else:
+                self.counters.invalid += 1
+        if one.dead_letter is not None:
+            letter = one.dead_letter
+            self.counters.dead_letters += 1
+            by_rule = self.counters.dead_letters_by_rule
+            by_rule[letter.rule] = by_rule.get(letter.rule, 0) + 1
+            log.warning(
+                "dead letter",
+                topic=letter.topic,
+                partition=letter.partition,
+                offset=letter.offset,
+                case_number=letter.key,
+                message_id=letter.message_id,
+                rule=letter.rule,
+                reason=letter.reason,
+                dead_letters=self.counters.dead_letters,
+            )
+
+
+def envelope_for(command: Command, source_system: str, *, message_id: str | None = None) -> IntakeEnvelope:
+    """The intake envelope that carries ``command`` from ``source_system`` (for simulators and tests)."""
+    fields = {
+        f.name: getattr(command, f.name) for f in dataclasses.fields(command) if f.name not in ENVELOPE_FIELDS
+    }
+    payload = payload_model(command.command_type).model_validate(fields).model_dump(mode="json")
+    actor = command.actor
+    return IntakeEnvelope(
+        message_id=message_id or command.command_id,
+        type=command.command_type,
+        schema_version=1,
+        occurred_at=command.occurred_at,
+        source_system=source_system,
+        actor={"person_id": actor.person_id, "name": actor.name, "department": actor.department},
+        case_number=command.case_number,
+        payload=payload,
+        reason=command.reason,
+    )
+
+
+SOURCE_BY_DEPARTMENT = {
+    "CUSTOMER": "ONLINE_HALL",
+    "DESIGN_INSTITUTE": "DESIGN_INSTITUTE",
+    "CONTRACTOR": "CONTRACTOR",
+    "METERING": "METERING_SYSTEM",
+}
+"""Which integrating system a simulator sends an actor's commands through, where that system may."""
+
+
+def source_for(command: Command, source_systems: SourceSystems) -> str:
+    """The source system a simulated ``command`` comes from: its actor's own system, else the first that
+    may send it (the marketing system for staff steps); ``SOURCE_NOT_AUTHORISED`` names none."""
+    own = source_systems.get(SOURCE_BY_DEPARTMENT.get(command.actor.department, "MARKETING_SYSTEM"))
+    if own is not None and own.may_send(command.command_type):
+        return own.name
+    for system in source_systems.systems.values():
+        if system.may_send(command.command_type):
+            return system.name
+    return "NO_SOURCE_MAY_SEND"
+
+
+def _readable_message_id(raw: bytes) -> str | None:
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return None
+    if isinstance(parsed, dict) and isinstance(parsed.get("message_id"), str) and parsed["message_id"]:
+        return str(parsed["message_id"])[:200]
+    return None
+
+
+def _is_json_error(error: ValidationError) -> bool:
+    return any(e["type"] == "json_invalid" or e["type"] == "model_type" for e in error.errors())
+
+
+@dataclass
+class IntakeConsumer:
+    """A built intake consumer: its faust app and what to close after the app stopped."""
+
+    app: faust.App
+    processor: IntakeProcessor
+    executor: ThreadPoolExecutor
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+        self.processor.app.close()
+
+
+def build_intake(
+    settings: Settings,
+    bootstrap_servers: str,
+    case_app: CaseApplication,
+    source_systems: SourceSystems,
+    *,
+    group: str = INTAKE_GROUP,
+) -> IntakeConsumer:
+    """The faust app of one intake consumer; several with the same ``group`` share the partitions."""
+    app = faust.App(
+        group,
+        broker=f"{faust_transport.register(settings.kafka_fetch_max_wait_ms)}://{bootstrap_servers}",
+        store="memory://",
+        web_enabled=False,
+        broker_session_timeout=settings.kafka_session_timeout_ms / 1000,
+        broker_heartbeat_interval=settings.kafka_heartbeat_interval_ms / 1000,
+        broker_rebalance_timeout=settings.kafka_session_timeout_ms / 1000,
+        consumer_auto_offset_reset="earliest",
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        producer_acks=-1,
+        logging_config=None,
+    )
+    source = app.topic(INTAKE_TOPIC, key_serializer="raw", value_serializer="raw")
+    results = app.topic(INTAKE_RESULTS_TOPIC, key_serializer="raw", value_serializer="raw")
+    dead_letters = app.topic(INTAKE_DLQ_TOPIC, key_serializer="raw", value_serializer="raw")
+    processor = IntakeProcessor(
+        case_app, source_systems, max_message_bytes=settings.intake_max_message_bytes, consumer=group
+    )
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake")
+
+    @app.agent(source, name=f"{group}-commands")
+    async def intake(stream: faust.StreamT[bytes]) -> None:
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(
+            settings.intake_batch_size, within=settings.intake_batch_seconds
+        ):
+            batch = [
+                Received(e.message.value, e.message.key, e.message.partition, e.message.offset)
+                for e in events
+            ]
+            decided = await loop.run_in_executor(executor, processor.process, batch)
+            sent: list[Any] = []
+            for one in decided:
+                if one.dead_letter is not None:
+                    sent.append(await dead_letters.send(key=one.key, value=one.dead_letter.to_bytes()))
+                if one.result is not None:
+                    sent.append(await results.send(key=one.key, value=one.result.to_bytes()))
+            await asyncio.gather(*sent)  # delivered (acks=all) before faust may commit these offsets
+            log.info(
+                "intake batch",
+                size=len(batch),
+                partitions=sorted({b.partition for b in batch}),
+                offset=batch[-1].offset if batch else None,
+                accepted=processor.counters.accepted,
+                refused=processor.counters.refused,
+                invalid=processor.counters.invalid,
+                dead_letters=processor.counters.dead_letters,
+            )
+
+    return IntakeConsumer(app, processor, executor)
