@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from pathlib import Path
 
 import psycopg
 import typer
+from eventsourcing import persistence
 from rich.console import Console
 from rich.table import Table
 
+from app.application import CaseApplication
 from app.bootstrap import build_case_application
 from app.event_log import CaseEventLog
 from consumers.status import pipeline_status
@@ -43,11 +46,28 @@ def relay() -> None:
 
     settings = Settings()
     ends = endpoints(settings)
-    app = build_case_application(settings, ends.database_url, create_tables=False)
+    app = _event_store_creating_tables(settings, ends.database_url)
     try:
         Relay(app, ends.database_url, ends.kafka_bootstrap_servers, settings).run(_stop_on_signals())
     finally:
         app.close()
+
+
+def _event_store_creating_tables(settings: Settings, database_url: str) -> CaseApplication:
+    """The case application, creating the event store's tables on a fresh stack (the relay is often the
+    first process up); a concurrent creation by another process is retried, a database not yet up waited
+    for with one log line."""
+    from consumers.backoff import TRANSIENT_DATABASE_ERRORS, Outage
+
+    database = Outage("relay", "postgres")
+    while True:
+        try:
+            app = build_case_application(settings, database_url, create_tables=True)
+        except (*TRANSIENT_DATABASE_ERRORS, persistence.ProgrammingError, persistence.InternalError) as error:
+            time.sleep(database.failed(error))  # e.g. "tuple concurrently updated" from a parallel create
+            continue
+        database.recovered()
+        return app
 
 
 def worker(
@@ -107,6 +127,7 @@ def status() -> None:
             CASE_EVENTS_TOPIC,
         )
     console.print(table)
+    _print_readiness(settings)
     for dead in state.dead_letters:
         console.print(
             f"死信 dead letters of {dead.consumer_group}: {dead.open} to replay ({dead.total} in all)"
@@ -122,6 +143,24 @@ def status() -> None:
             else ""
         )
     )
+
+
+def _print_readiness(settings: Settings) -> None:
+    """Each process's readiness file (consumers.backoff.Health): ready, or what it waits for."""
+    from consumers.backoff import read_health
+
+    for process in read_health(settings.state_dir):
+        if process.stale:
+            state = f"no sign of life since {process.updated_at:%H:%M:%S} (not running?)"
+        elif process.ready:
+            state = "ready 就绪"
+        else:
+            waits = ", ".join(
+                f"{dependency} since {detail['since'][11:19]} ({detail['reason'][:80]})"
+                for dependency, detail in process.waiting_for.items()
+            )
+            state = f"NOT READY 未就绪: waiting for {waits}"
+        console.print(f"进程 {process.process} (pid {process.pid}): {state}")
 
 
 @projections_app.command("rebuild")

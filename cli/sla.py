@@ -85,6 +85,7 @@ def sla_clock(
     now: str | None = NowOption,
 ) -> None:
     """时限时钟 Record warnings and breaches as time passes (stops cleanly on SIGTERM)."""
+    from consumers.backoff import Health
     from consumers.sla_clock import SlaClock, describe
 
     settings = Settings()
@@ -99,7 +100,7 @@ def sla_clock(
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-        sla.run(stop, settings.sla_tick_seconds)
+        sla.run(stop, settings.sla_tick_seconds, health=Health(settings.state_dir, "sla-clock"))
     finally:
         app.close()
 

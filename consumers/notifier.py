@@ -18,12 +18,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import structlog
 from kafka import KafkaProducer
 
 from app.application import CaseApplication
 from app.bootstrap import build_case_application
+from consumers.backoff import kafka_timeouts, pg_connect
 from domain.commands import EscalateNotification
 from domain.vocabulary import Actor
 from infra.messages import NotificationMessage
@@ -55,6 +55,10 @@ LIMIT %s
 """
 
 
+class NotificationNotDeliveredError(Exception):
+    """Raised when the broker did not acknowledge a dispatched notification in time (nothing is marked)."""
+
+
 class Notifier:
     def __init__(
         self,
@@ -75,7 +79,7 @@ class Notifier:
         """Publish undelivered notifications and mark them delivered once the broker acknowledged every one
         of them; a failed send raises and marks nothing (they go out again next time)."""
         calendar = sla_config(self.settings).calendar
-        with psycopg.connect(self.database_url) as conn, conn.transaction():
+        with pg_connect(self.database_url) as conn, conn.transaction():
             rows = conn.execute(_PENDING, (limit,)).fetchall()
             if not rows:
                 return 0
@@ -99,9 +103,13 @@ class Notifier:
                         NOTIFICATIONS_TOPIC, key=f"{row[3]}:{row[4]}".encode(), value=message.to_bytes()
                     )
                 )
-            producer.flush()
+            producer.flush(timeout=self.settings.kafka_request_timeout_ms / 1000 + 10)
             for future in sent:  # flush() does not raise for failed records; each future does
-                future.get(timeout=self.settings.kafka_request_timeout_ms / 1000)
+                if not future.is_done:
+                    raise NotificationNotDeliveredError(
+                        f"{len(sent)} notifications not all acknowledged; none marked delivered"
+                    )
+                future.get(timeout=0)
             with conn.cursor() as cursor:
                 cursor.executemany(
                     "INSERT INTO notification_deliveries (notification_id, published_at) VALUES (%s, now()) "
@@ -115,7 +123,7 @@ class Notifier:
         """Escalate department notifications unacknowledged for too long; returns how many commands."""
         now = self.clock()
         cutoff = now - timedelta(hours=self.settings.notification_escalate_after_hours)
-        with psycopg.connect(self.database_url) as conn:
+        with pg_connect(self.database_url) as conn:
             overdue = conn.execute(_OVERDUE, (cutoff, limit)).fetchall()
         if not overdue:
             return 0
@@ -151,9 +159,19 @@ class Notifier:
     def _ensure_producer(self) -> KafkaProducer:
         if self._producer is None:
             self._producer = KafkaProducer(
-                bootstrap_servers=self.bootstrap_servers, enable_idempotence=True, acks="all", linger_ms=5
+                bootstrap_servers=self.bootstrap_servers,
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=5,
+                **kafka_timeouts(self.settings.kafka_request_timeout_ms),
             )
         return self._producer
+
+    def drop_producer(self) -> None:
+        """Forget the producer after a broker failure: its unsent records must not go out later unrecorded."""
+        if self._producer is not None:
+            self._producer.close(timeout=0)
+            self._producer = None
 
     def close(self) -> None:
         if self._producer is not None:

@@ -15,8 +15,9 @@ The same process hands notifications to the gateways and escalates unacknowledge
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,13 +26,23 @@ from typing import Any
 import faust
 import psycopg
 import structlog
+from aiokafka import errors as aiokafka_errors
+from faust.types import TP
 from pydantic import ValidationError
 
 from consumers import faust_transport
-from consumers.notifier import Notifier
+from consumers.backoff import (
+    STALE_AFTER,
+    TRANSIENT_BROKER_ERRORS,
+    TRANSIENT_DATABASE_ERRORS,
+    Health,
+    Outage,
+    pg_connect,
+)
+from consumers.notifier import NotificationNotDeliveredError, Notifier
 from infra.messages import INCARNATION_HEADER, CaseEventMessage, DeadLetter
 from infra.settings import CASE_EVENTS_DLQ_TOPIC, CASE_EVENTS_TOPIC, Settings
-from projections.store import Delivered, Rejected, apply_batch, create_schema
+from projections.store import Delivered, Rejected, apply_batch, create_schema, table_exists
 from projections.tables import Projection
 
 log = structlog.get_logger("yekuo.projection_worker")
@@ -40,11 +51,22 @@ log = structlog.get_logger("yekuo.projection_worker")
 class BatchApplier:
     """Applies delivered batches to PostgreSQL on one connection, surviving database restarts."""
 
-    def __init__(self, database_url: str, projections: Sequence[Projection], group: str) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        projections: Sequence[Projection],
+        group: str,
+        health: Health | None = None,
+    ) -> None:
         self.database_url = database_url
         self.projections = projections
         self.group = group
         self._conn: psycopg.Connection[Any] | None = None
+        self.outage = Outage(f"projection worker {group}", "postgres", health)
+
+    def admit(self, delivered: list[Delivered], rejected: list[Rejected]) -> Admission:
+        """What of a received batch to apply, by the positions stored with the read models (see ``admit``)."""
+        return self._with_retry(lambda conn: admit(conn, self.group, delivered, rejected))  # type: ignore[no-any-return]
 
     def apply(self, delivered: list[Delivered], rejected: list[Rejected]) -> list[Rejected]:
         """Commit the batch; returns every dead letter it recorded (``rejected`` plus apply failures)."""
@@ -80,37 +102,121 @@ class BatchApplier:
         return failed
 
     def _with_retry(self, work: Any) -> Any:
-        """Run ``work`` in a transaction, retrying what time cures: the database restarting, a rebuild
-        swapping tables, and (a few times) two workers inserting the same new case during a rebalance."""
-        delay, conflicts = 0.2, 0
+        """Run ``work`` in a transaction, retrying what time cures: the database restarting (backoff with
+        jitter, one log line per outage), a rebuild swapping tables, and (a few times) two workers
+        inserting the same new case during a rebalance."""
+        conflicts = 0
         while True:
             try:
                 if self._conn is None or self._conn.closed:
-                    self._conn = psycopg.connect(self.database_url)
-                return work(self._conn)
+                    self._conn = pg_connect(self.database_url)
+                result = work(self._conn)
+                self.outage.recovered()
+                return result
             except psycopg.errors.UniqueViolation:
                 conflicts += 1
                 if conflicts > 3:
                     raise
-                time.sleep(delay)
+                time.sleep(0.2)
             except (
-                psycopg.OperationalError,
+                *TRANSIENT_DATABASE_ERRORS,
                 psycopg.errors.LockNotAvailable,
-                psycopg.errors.UndefinedTable,
                 psycopg.errors.ObjectNotInPrerequisiteState,
                 psycopg.errors.SerializationFailure,
             ) as error:
                 # Database restarting, or a rebuild swapped the tables under us: retry on fresh state.
-                log.warning("read-model write failed; retrying", error=repr(error), delay=delay)
                 if self._conn is not None:
                     self._conn.close()
                     self._conn = None
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                time.sleep(self.outage.failed(error))
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
+
+
+@dataclass
+class Admission:
+    """A received batch sorted by the stored positions: what to apply, and partitions to read again."""
+
+    delivered: list[Delivered]
+    rejected: list[Rejected]
+    rewind: dict[tuple[str, int], int]
+    dropped: int
+
+
+def admit(
+    conn: psycopg.Connection[Any], group: str, delivered: list[Delivered], rejected: list[Rejected]
+) -> Admission:
+    """Keep only what continues each partition from the position stored with the read models.
+
+    The position is (next offset, relay incarnation) per partition, committed with the rows. A message
+    of another incarnation than the relay's current one comes from a log the broker lost: dropped (the
+    relay republishes its events). A message of the current incarnation is expected at the stored next
+    offset when the stored position is of that incarnation, else at offset 0 (the republished log starts
+    there). Below the expected offset: applied already, dropped. Above it: the consumer's position is
+    not ours (a broker restart reset it, or faust skipped offsets it had read in the lost log), so the
+    partition is rewound to the expected offset and the rest of it in this batch dropped.
+    Messages without an incarnation header (published by hand) match any position.
+    """
+    current = (
+        {row[0] for row in conn.execute("SELECT incarnation FROM relay_state")}
+        if table_exists(conn, "relay_state")
+        else set()
+    )
+    stored: dict[tuple[str, int], tuple[int, str]] = {
+        (topic, partition): (offset, incarnation)
+        for topic, partition, offset, incarnation in conn.execute(
+            "SELECT topic, partition, next_offset, incarnation FROM projection_offsets "
+            "WHERE consumer_group = %s",
+            (group,),
+        )
+    }
+    conn.rollback()
+    items: list[Delivered | Rejected] = sorted(
+        [*delivered, *rejected], key=lambda i: (i.topic, i.partition, i.offset)
+    )
+    kept: set[int] = set()
+    rewind: dict[tuple[str, int], int] = {}
+    for item in items:
+        key = (item.topic, item.partition)
+        if key in rewind:
+            continue
+        if current and item.incarnation and item.incarnation not in current:
+            continue  # a lost log's message, published again by the relay
+        offset, incarnation = stored.get(key, (0, item.incarnation))
+        expected = offset if "" in (incarnation, item.incarnation) or incarnation == item.incarnation else 0
+        if item.offset < expected:
+            continue
+        if item.offset > expected:
+            rewind[key] = expected
+            continue
+        kept.add(id(item))
+        stored[key] = (item.offset + 1, item.incarnation or incarnation)
+    admitted_delivered = [d for d in delivered if id(d) in kept]
+    admitted_rejected = [r for r in rejected if id(r) in kept]
+    return Admission(
+        admitted_delivered,
+        admitted_rejected,
+        rewind,
+        len(delivered) + len(rejected) - len(admitted_delivered) - len(admitted_rejected),
+    )
+
+
+def fit_dead_letter(letter: DeadLetter, original: bytes, limit: int) -> DeadLetter:
+    """The dead letter as it fits in one produce request of ``limit`` bytes: an original too large is cut,
+    with a note in the reason; the dead_letters table keeps the full bytes."""
+    if len(letter.to_bytes()) <= limit:
+        return letter
+    overhead = len(letter.model_copy(update={"original_base64": ""}).to_bytes()) + 200
+    keep = max((limit - overhead) * 3 // 4, 0)
+    return letter.model_copy(
+        update={
+            "original_base64": DeadLetter.encode_original(original[:keep]),
+            "reason": f"{letter.reason} [original truncated to its first {keep} of {len(original)} bytes; "
+            "the full bytes are in the dead_letters table]",
+        }
+    )
 
 
 def decode(
@@ -168,8 +274,16 @@ def build_worker(
     timers: bool = True,
 ) -> ProjectionWorker:
     """The faust app of one projection worker; several with the same ``group`` share the partitions."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        create_schema(conn, projections)
+    schema = Outage(f"projection worker {group}", "postgres")
+    while True:  # a fresh stack or a database not up yet: wait, with one log line
+        try:
+            with pg_connect(database_url, autocommit=True) as conn:
+                create_schema(conn, projections)
+        except TRANSIENT_DATABASE_ERRORS as error:
+            time.sleep(schema.failed(error))
+            continue
+        schema.recovered()
+        break
     app = faust.App(
         group,
         broker=f"{faust_transport.register(settings.kafka_fetch_max_wait_ms)}://{bootstrap_servers}",
@@ -186,8 +300,53 @@ def build_worker(
     )
     source = app.topic(CASE_EVENTS_TOPIC, key_serializer="raw", value_serializer="raw")
     dead_letters = app.topic(CASE_EVENTS_DLQ_TOPIC, key_serializer="raw", value_serializer="raw")
-    applier = BatchApplier(database_url, projections, group)
+    health = Health(settings.state_dir, f"worker-{group}-{os.getpid()}")
+    applier = BatchApplier(database_url, projections, group, health)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-models")
+    dlq_broker = Outage(f"projection worker {group} dead letters", "kafka", health)
+    dlq_limit = app.conf.producer_max_request_size
+    rewinds: dict[tuple[str, int], tuple[int, float]] = {}
+
+    async def publish_dead_letter(dead: Rejected) -> None:
+        """Send one dead letter, waiting out a broker outage (the batch is not acknowledged meanwhile)."""
+        letter = fit_dead_letter(
+            DeadLetter(
+                consumer=group,
+                reason=dead.reason,
+                topic=dead.topic,
+                partition=dead.partition,
+                offset=dead.offset,
+                key=dead.key,
+                original_base64=DeadLetter.encode_original(dead.original),
+                failed_at=dead.failed_at,
+            ),
+            dead.original,
+            dlq_limit - 1024,  # room for the record's key, headers and batch framing
+        )
+        while True:
+            try:
+                await dead_letters.send(key=(dead.key or "").encode(), value=letter.to_bytes())
+            except (*TRANSIENT_BROKER_ERRORS, aiokafka_errors.KafkaError) as error:
+                await asyncio.sleep(dlq_broker.failed(error))
+                continue
+            dlq_broker.recovered()
+            return
+
+    async def rewind(wanted: dict[tuple[str, int], int]) -> None:
+        """Move the consumer back to the stored position; repeated at most every 5 s while waiting."""
+        now = time.monotonic()
+        for (topic, partition), offset in wanted.items():
+            previous = rewinds.get((topic, partition))
+            if previous is not None and previous[0] == offset and now - previous[1] < 5.0:
+                continue
+            log.warning(
+                "consumer position differs from the stored one (broker restarted or republished); rewinding",
+                topic=topic,
+                partition=partition,
+                offset=offset,
+            )
+            rewinds[(topic, partition)] = (offset, now)
+            await app.consumer.seek(TP(topic, partition), offset)
 
     @app.agent(source, name=f"{group}-project")
     async def project(stream: faust.StreamT[bytes]) -> None:
@@ -203,6 +362,12 @@ def build_worker(
                     m.value, m.topic, m.partition, m.offset, m.key, header(m.headers, INCARNATION_HEADER)
                 )
                 (delivered if isinstance(item, Delivered) else rejected).append(item)
+            admission = await loop.run_in_executor(executor, applier.admit, delivered, rejected)
+            if admission.rewind:
+                await rewind(admission.rewind)
+            delivered, rejected = admission.delivered, admission.rejected
+            if not delivered and not rejected:
+                continue
             failed = await loop.run_in_executor(executor, applier.apply, delivered, rejected)
             for dead in failed:
                 log.warning(
@@ -211,19 +376,9 @@ def build_worker(
                     partition=dead.partition,
                     offset=dead.offset,
                     case_id=dead.key,
-                    reason=dead.reason,
+                    reason=dead.reason[:500],
                 )
-                letter = DeadLetter(
-                    consumer=group,
-                    reason=dead.reason,
-                    topic=dead.topic,
-                    partition=dead.partition,
-                    offset=dead.offset,
-                    key=dead.key,
-                    original_base64=DeadLetter.encode_original(dead.original),
-                    failed_at=dead.failed_at,
-                )
-                await dead_letters.send(key=(dead.key or "").encode(), value=letter.to_bytes())
+                await publish_dead_letter(dead)
             if delivered:
                 last = delivered[-1]
                 log.info(
@@ -238,13 +393,36 @@ def build_worker(
 
     notifier = Notifier(settings, database_url, bootstrap_servers) if timers else None
     if notifier is not None:
+        timer_database = Outage(f"notifier {group}", "postgres", health)
+        timer_broker = Outage(f"notifier {group}", "kafka", health)
+
+        def guarded(work: Callable[[], int]) -> None:
+            """A timer's work; a connection error is an outage to wait out, never a crash of the app."""
+            try:
+                work()
+            except TRANSIENT_DATABASE_ERRORS as error:
+                timer_database.failed(error)
+                return
+            except (*TRANSIENT_BROKER_ERRORS, NotificationNotDeliveredError) as error:
+                notifier.drop_producer()
+                timer_broker.failed(error)
+                return
+            except Exception:  # a timer must not take the app down; this is loud, not silent
+                log.exception("notifier timer failed; it runs again at its next interval")
+                return
+            timer_database.recovered()
+            timer_broker.recovered()
 
         @app.timer(interval=settings.notification_dispatch_seconds)
         async def dispatch() -> None:
-            await asyncio.get_running_loop().run_in_executor(None, notifier.dispatch_pending)
+            await asyncio.get_running_loop().run_in_executor(None, guarded, notifier.dispatch_pending)
 
         @app.timer(interval=settings.notification_escalation_check_seconds)
         async def escalate() -> None:
-            await asyncio.get_running_loop().run_in_executor(None, notifier.escalate_overdue)
+            await asyncio.get_running_loop().run_in_executor(None, guarded, notifier.escalate_overdue)
+
+    @app.timer(interval=STALE_AFTER / 4)
+    async def heartbeat() -> None:
+        health.write()
 
     return ProjectionWorker(app, applier, executor, notifier)

@@ -29,6 +29,14 @@ from kafka.errors import KafkaError
 from app.application import CaseApplication
 from app.event_log import CaseEventLog
 from app.witness import CASE_HEADS_SCHEMA, record_heads
+from consumers.backoff import (
+    TRANSIENT_BROKER_ERRORS,
+    TRANSIENT_DATABASE_ERRORS,
+    Health,
+    Outage,
+    kafka_timeouts,
+    pg_connect,
+)
 from infra.kafka_admin import ensure_yekuo_topics
 from infra.messages import INCARNATION_HEADER, CaseEventMessage
 from infra.settings import CASE_EVENTS_TOPIC, RELAY_CONTROL_TOPIC, Settings
@@ -92,36 +100,48 @@ class Relay:
         self._last_marker_check = 0.0
         self._conn: psycopg.Connection[Any] | None = None
         self._locked_conn: psycopg.Connection[Any] | None = None
-        self._connection().execute(RELAY_SCHEMA)
-        self._connection().execute(CASE_HEADS_SCHEMA)
+        self.health = Health(settings.state_dir, f"relay-{name}")
+        self._schema_created = False
 
     # ---- running --------------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event, *, idle_seconds: float = 0.05) -> None:
-        """Relay until ``stop`` is set; a broker outage is waited out, never skipped."""
+        """Relay until ``stop`` is set; a database or broker outage is waited out (backoff with jitter,
+        one log line when it starts and one when it ends, readiness file not-ready meanwhile)."""
         log.info("relay started", relay=self.name, topic=CASE_EVENTS_TOPIC)
+        database = Outage(f"relay {self.name}", "postgres", self.health)
+        broker = Outage(f"relay {self.name}", "kafka", self.health)
+        self.health.write()
         try:
             while not stop.is_set():
                 try:
                     if not self._holds_lock(stop):
                         continue
                     done = self.relay_once()
-                except KafkaError as error:
-                    log.warning("broker unavailable; retrying", error=repr(error))
+                except TRANSIENT_BROKER_ERRORS as error:
                     self._close_producer()
-                    stop.wait(1.0)
+                    self._last_marker_check = 0.0  # a restarted broker may have lost what it held
+                    stop.wait(broker.failed(error))
                     continue
-                except psycopg.OperationalError as error:
-                    log.warning("database unavailable; retrying", error=repr(error))
+                except TRANSIENT_DATABASE_ERRORS as error:
                     self._close_connection()
-                    stop.wait(1.0)
+                    stop.wait(database.failed(error))
                     continue
+                database.recovered()
+                broker.recovered()
                 if done.read == 0:
                     stop.wait(idle_seconds)
         finally:
             self._close_producer()
             self._close_connection()
+            self.health.remove()
             log.info("relay stopped", relay=self.name)
+
+    def _ensure_schema(self) -> None:
+        if not self._schema_created:
+            self._connection().execute(RELAY_SCHEMA)
+            self._connection().execute(CASE_HEADS_SCHEMA)
+            self._schema_created = True
 
     def _holds_lock(self, stop: threading.Event) -> bool:
         """Only one relay of a name publishes; the others stand by until its session lock is free.
@@ -166,6 +186,7 @@ class Relay:
     # ---- position and incarnation -----------------------------------------------------------------
 
     def state(self) -> RelayState | None:
+        self._ensure_schema()
         with self._connection().cursor() as cursor:
             row = cursor.execute(
                 "SELECT position, incarnation FROM relay_state WHERE relay_name = %s", (self.name,)
@@ -255,13 +276,14 @@ class Relay:
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.database_url, autocommit=True)
+            self._conn = pg_connect(self.database_url, autocommit=True)
         return self._conn
 
     def _close_connection(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._schema_created = False
 
     def _ensure_producer(self) -> KafkaProducer:
         if self._producer is None:
@@ -273,6 +295,7 @@ class Relay:
                 batch_size=256 * 1024,
                 max_in_flight_requests_per_connection=5,
                 compression_type=None,
+                **kafka_timeouts(self.settings.kafka_request_timeout_ms),
             )
         return self._producer
 

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
 import structlog
 
 from app.application import CaseApplication
+from consumers.backoff import TRANSIENT_DATABASE_ERRORS, Health, Outage, pg_connect
 from domain.calendar import CalendarDataMissingError
 from domain.case_values import DeadlineRevision, SlaCrossing
 from domain.commands import Command, RecordSlaCrossing, ReviseSlaDeadline
@@ -71,7 +71,7 @@ class SlaClock:
         """(clock id, calendar version) already recomputed and found unchanged by this process"""
 
     def due_commands(self, now: datetime) -> list[RecordSlaCrossing]:
-        with psycopg.connect(self.database_url, autocommit=True) as conn:
+        with pg_connect(self.database_url, autocommit=True) as conn:
             rows = conn.execute(_DUE, (now, self.batch)).fetchall()
         commands = []
         for (
@@ -116,7 +116,7 @@ class SlaClock:
         """Deadlines that a calendar year added since they were computed moves (or makes final)."""
         config = self.config(reload=True)  # once a tick: an added year counts at once
         calendar = config.calendar
-        with psycopg.connect(self.database_url, autocommit=True) as conn:
+        with pg_connect(self.database_url, autocommit=True) as conn:
             rows = conn.execute(_COUNTED_UNDER_ANOTHER_CALENDAR, (calendar.version,)).fetchall()
         commands = []
         for clock_id, case_number, stage, deadline, provisional, version, state in rows:
@@ -173,16 +173,26 @@ class SlaClock:
                     _log_recorded(command)
         return counts
 
-    def run(self, stop: threading.Event, interval: float) -> None:
+    def run(self, stop: threading.Event, interval: float, *, health: Health | None = None) -> None:
+        """Tick until ``stop`` is set; a database outage is waited out with backoff (one log line when it
+        starts, one when it ends, the readiness file not-ready meanwhile); the tick after it catches up."""
         log.info("sla clock started", interval=interval)
-        while not stop.is_set():
-            try:
-                counts = self.tick()
-            except psycopg.OperationalError as error:
-                log.warning("database unavailable; retrying", error=repr(error))
-                counts = {"due": 0}
-            if counts["due"] < self.batch:
-                stop.wait(interval)
+        database = Outage("sla clock", "postgres", health)
+        if health is not None:
+            health.write()
+        try:
+            while not stop.is_set():
+                try:
+                    counts = self.tick()
+                except TRANSIENT_DATABASE_ERRORS as error:
+                    stop.wait(min(database.failed(error), interval))
+                    continue
+                database.recovered()
+                if counts["due"] < self.batch:
+                    stop.wait(interval)
+        finally:
+            if health is not None:
+                health.remove()
         log.info("sla clock stopped")
 
 
