@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,7 +27,6 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from app.application import CaseApplication
 from app.bootstrap import build_case_application
 from app.event_log import CaseEventLog
-from consumers.backoff import read_health
 from consumers.notifier import Notifier
 from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
 from infra.settings import CASE_EVENTS_DLQ_TOPIC, CASE_EVENTS_TOPIC, NOTIFICATIONS_TOPIC, Settings
@@ -163,14 +160,6 @@ def caught_up(servers: Servers) -> Callable[[], bool]:
     return check
 
 
-def all_ready(servers: Servers, count: int) -> Callable[[], bool]:
-    def check() -> bool:
-        found = [h for h in read_health(servers.settings.state_dir) if not h.stale]
-        return len(found) >= count and all(h.ready for h in found)
-
-    return check
-
-
 def read_models(database_url: str) -> dict[str, list[tuple[Any, ...]]]:
     models = {}
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -198,63 +187,6 @@ def topic_values(bootstrap: str, topic: str) -> list[bytes]:
         return [record.value for record in consumer]
     finally:
         consumer.close()
-
-
-def start_processes(servers: Servers) -> dict[str, int]:
-    servers.start("relay", "relay")
-    servers.start("worker", "worker")
-    servers.start("sla-clock", "sla-clock")
-    wait_for(all_ready(servers, 3), "relay, worker and SLA clock ready")
-    return {name: process.pid for name, process in servers.processes.items()}
-
-
-def assert_same_processes_and_equal_to_a_rebuild(servers: Servers, pids: dict[str, int]) -> None:
-    wait_for(caught_up(servers), "every case in the read models after the outage")
-    for name, process in servers.processes.items():
-        assert process.poll() is None, f"{name} exited:\n{servers.log_of(name)[-3000:]}"
-        assert process.pid == pids[name]
-    wait_for(all_ready(servers, 3), "every process ready again")
-    assert rebuilt_models(servers) == read_models(servers.database_url)
-
-
-def test_a_postgres_kill_9_under_load_is_ridden_out_by_every_process(servers: Servers) -> None:
-    servers.walk(6, "YK-PG")
-    pids = start_processes(servers)
-    wait_for(caught_up(servers), "the first cases")
-    load = threading.Thread(target=servers.walk, args=(12, "YK-PG2"))
-    load.start()
-
-    postmaster = servers.stack._postmaster_pid()
-    assert postmaster is not None
-    os.kill(postmaster, signal.SIGKILL)
-    wait_for(lambda: not all_ready(servers, 3)(), "a process to report the outage", timeout=30)
-    time.sleep(2)  # the outage lasts: the processes retry meanwhile (this is the outage, not a wait)
-    servers.stack.up(("postgres",))  # restarts it on the same port
-    load.join(timeout=WAIT)
-
-    assert_same_processes_and_equal_to_a_rebuild(servers, pids)
-    relay_log = servers.log_of("relay")
-    assert "postgres unavailable" in relay_log and "postgres available again" in relay_log
-    assert relay_log.count("postgres unavailable") <= 3, "one line per outage, not one per retry"
-    assert "Crashed" not in servers.log_of("worker")
-
-
-def test_a_broker_stop_and_restart_is_ridden_out_and_the_read_models_equal_a_rebuild(
-    servers: Servers,
-) -> None:
-    servers.walk(6, "YK-KB")
-    pids = start_processes(servers)
-    wait_for(caught_up(servers), "the first cases")
-
-    servers.stack._kafka_down()
-    servers.walk(4, "YK-KB2")  # commands go on while the broker is away
-    wait_for(lambda: not all_ready(servers, 3)(), "a process to report the outage", timeout=60)
-    servers.stack._kafka_up()  # same port, empty: the relay must republish
-    servers.walk(4, "YK-KB3")
-
-    assert_same_processes_and_equal_to_a_rebuild(servers, pids)
-    assert "the broker has lost the relayed events" in servers.log_of("relay")
-    assert "Crashed" not in servers.log_of("worker")
 
 
 def test_the_delivery_ledger_marks_only_what_the_broker_acknowledged(servers: Servers) -> None:
