@@ -28,6 +28,8 @@ from domain.errors import DomainError
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 DAY_SECONDS = 86_400
+MICROS = 1_000_000
+DAY_MICROS = DAY_SECONDS * MICROS
 
 
 PROVISIONAL_HORIZON_YEARS = 10
@@ -192,16 +194,17 @@ class WorkingCalendar:
 
     # ---- instants -----------------------------------------------------------------------------------
 
-    def _position(self, moment: datetime) -> int:
-        """Working seconds from the start of the data to ``moment``."""
+    def position(self, moment: datetime) -> int:
+        """Working microseconds from the start of the data to ``moment`` (sub-second parts kept)."""
         local = moment.astimezone(SHANGHAI)
         index = self._index(local.date())
-        into_day = local.hour * 3600 + local.minute * 60 + local.second
-        return self._cumulative[index] * DAY_SECONDS + (into_day if self._working[index] else 0)
+        into_day = (local.hour * 3600 + local.minute * 60 + local.second) * MICROS + local.microsecond
+        return self._cumulative[index] * DAY_MICROS + (into_day if self._working[index] else 0)
 
-    def _instant(self, position: int) -> datetime:
-        """The earliest instant at ``position`` working seconds (a day's end, not the next day's start)."""
-        whole_days, rest = divmod(position, DAY_SECONDS)
+    def instant_at(self, position: int) -> datetime:
+        """The earliest instant at ``position`` working microseconds (a day's end, not the next day's
+        start)."""
+        whole_days, rest = divmod(position, DAY_MICROS)
         if whole_days + (rest > 0) > self._cumulative[-1]:
             raise CalendarDataMissingError(
                 f"the instant lies beyond the working-day data of calendar {self.version}"
@@ -213,12 +216,25 @@ class WorkingCalendar:
             return datetime.combine(self._first + timedelta(days=index + 1), time(), SHANGHAI)
         index = bisect.bisect_left(self._cumulative, whole_days + 1) - 1
         start = datetime.combine(self._first + timedelta(days=index), time(), SHANGHAI)
-        return start + timedelta(seconds=rest)
+        return start + timedelta(microseconds=rest)
+
+    def origin(self, start: datetime) -> int:
+        """The position (microseconds) where a clock started at ``start`` begins counting: 24:00 of its
+        start day."""
+        local = start.astimezone(SHANGHAI)
+        return self._cumulative[self._index(local.date()) + 1] * DAY_MICROS
+
+    def _position(self, moment: datetime) -> int:
+        """Working seconds from the start of the data to ``moment`` (whole seconds, rounded down)."""
+        return self.position(moment) // MICROS
+
+    def _instant(self, position: int) -> datetime:
+        """The earliest instant at ``position`` working seconds."""
+        return self.instant_at(position * MICROS)
 
     def clock_origin(self, start: datetime) -> int:
         """Where a clock started at ``start`` begins counting: 24:00 of its start day."""
-        local = start.astimezone(SHANGHAI)
-        return self._cumulative[self._index(local.date()) + 1] * DAY_SECONDS
+        return self.origin(start) // MICROS
 
     def working_seconds(self, start: datetime, moment: datetime) -> int:
         """Working time of a clock started at ``start`` up to ``moment`` (0 on the start day)."""

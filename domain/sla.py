@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from domain.calendar import DAY_SECONDS, WorkingCalendar
+from domain.calendar import DAY_SECONDS, MICROS, WorkingCalendar
 from domain.sla_rules import DEFAULT_LEVELS, RuleBook
 
 State = dict[str, Any]
@@ -103,6 +103,23 @@ class Fact:
     payload: Mapping[str, Any]
 
 
+PAUSE, CUSTOMER = "PAUSE", "CUSTOMER"
+"""Why a clock's time is excluded: a customer-caused pause (every clock), or the case waiting for the
+customer (the whole-case clock only). Each exclusion window is ``[from, until or None, reason]``."""
+_VOIDS_REVIEWS = {"SITE_SURVEY", "SUPPLY_PLAN"}
+"""Return targets that send the plan back before its review: pending reviews are void (the aggregate
+clears them)."""
+
+
+def _reason(window: list[Any]) -> str | None:
+    return window[2] if len(window) > 2 else None  # windows stored before reasons were kept have none
+
+
+def _open_exclusion(clock: State, at: str, reason: str) -> None:
+    if not any(w[1] is None and _reason(w) in (reason, None) for w in clock["excluded"]):
+        clock["excluded"].append([at, None, reason])
+
+
 class SlaTracker:
     """Keeps one case's clocks in ``state`` as its events arrive."""
 
@@ -120,6 +137,8 @@ class SlaTracker:
         if kind not in RELEVANT_EVENTS:
             return False
         s, p, at = self.state, fact.payload, fact.occurred_at.isoformat()
+        if kind in _CUSTOMER_ACTS or (kind == "SupplementProvided" and not p.get("still_missing")):
+            self._end_exclusions(at, CUSTOMER)  # the customer acted: its time ends, even during a pause
         if kind == "ApplicationSubmitted":
             s.update(
                 case_id=case_id, category=p["category"], external=p["external_line_works"], route=p["route"]
@@ -167,25 +186,28 @@ class SlaTracker:
             self._stop(at, "ENERGISED", kind="STAGE", stage="CONNECTION")
             self._stop(at, "ENERGISED", kind="CASE")
         elif kind == "CaseReturned":  # the withdrawn stages have no holder until they open again
-            for stage in p.get("withdrawn_stages", ()):
+            withdrawn = p.get("withdrawn_stages", ())
+            for stage in withdrawn:
                 s["holders"].pop(stage, None)
+            if "SUPPLY_PLAN" in withdrawn or p.get("target_stage") in _VOIDS_REVIEWS:
+                self._stop(at, "VOIDED", kind="REVIEW")  # the pending reviews are void
+            # The return ends any pause and any wait for the customer: rework is utility time.
+            s["flags"].pop("paused", None)
+            self._end_exclusions(at, PAUSE)
+            self._end_exclusions(at, CUSTOMER)
             self._rehold(at)
         elif kind == "CaseCancelled":
             self._stop(at, "CANCELLED")
         elif kind == "ClockPaused":
             s["flags"]["paused"] = at
             for clock in self.running():
-                clock["excluded"].append([at, None])
+                _open_exclusion(clock, at, PAUSE)
         elif kind == "ClockResumed":
             s["flags"].pop("paused", None)
-            self._end_exclusions(at, lambda clock: True)
+            self._end_exclusions(at, PAUSE)
         elif kind == "CustomerStepAwaited":
             for clock in self.running("CASE"):
-                if not clock["excluded"] or clock["excluded"][-1][1] is not None:
-                    clock["excluded"].append([at, None])
-        elif kind in _CUSTOMER_ACTS or (kind == "SupplementProvided" and not p.get("still_missing")):
-            if "paused" not in s["flags"]:
-                self._end_exclusions(at, lambda clock: clock["kind"] == "CASE")
+                _open_exclusion(clock, at, CUSTOMER)
         elif kind == "SlaThresholdCrossed":
             for clock in s["clocks"]:
                 if clock["id"] == p["clock_id"] and p["level"] not in clock["recorded"]:
@@ -212,6 +234,8 @@ class SlaTracker:
             limit = rules.whole_case_limit(s["category"], s["external"])
         if limit is None:
             return
+        if any((c["kind"], c["stage"], c["department"]) == (kind, stage, department) for c in self.running()):
+            return  # still running (e.g. through a return): rework goes on the same clock
         number = 1 + sum(
             1 for c in s["clocks"] if (c["kind"], c["stage"], c["department"]) == (kind, stage, department)
         )
@@ -222,7 +246,7 @@ class SlaTracker:
             "calendar_version": self.calendar.version, "excluded": [], "holdings": [], "recorded": [],
         }  # fmt: skip
         if "paused" in s["flags"]:
-            clock["excluded"].append([at, None])
+            _open_exclusion(clock, at, PAUSE)
         s["clocks"].append(clock)
         self._hold(clock, at)
 
@@ -242,10 +266,12 @@ class SlaTracker:
                 if clock["holdings"] and clock["holdings"][-1][3] is None:
                     clock["holdings"][-1][3] = at
 
-    def _end_exclusions(self, at: str, which: Any) -> None:
+    def _end_exclusions(self, at: str, reason: str) -> None:
+        """Close the open exclusion windows of ``reason`` on every running clock."""
         for clock in self.running():
-            if which(clock) and clock["excluded"] and clock["excluded"][-1][1] is None:
-                clock["excluded"][-1][1] = at
+            for window in clock["excluded"]:
+                if window[1] is None and _reason(window) in (reason, None):
+                    window[1] = at
 
     def _holder(self, clock: State) -> tuple[str | None, str | None]:
         if clock["kind"] == "REVIEW":
@@ -294,19 +320,41 @@ class Crossing:
 class ClockReading:
     clock_id: str
     elapsed_seconds: int
+    """Whole seconds (rounded down) of ``elapsed_microseconds``."""
     excluded_seconds: int
     limit_seconds: int
     share: float
     deadline: datetime | None
     on_time: bool | None
-    """Stopped clocks only: the answer came within the limit."""
+    """Stopped clocks only: the elapsed time at the stop did not exceed the limit."""
     crossings: tuple[Crossing, ...]
     provisional: bool = False
     """The deadline or the elapsed time depends on a year whose holiday notice is not loaded yet."""
+    elapsed_microseconds: int = 0
+    """The exact elapsed working time: timestamps keep their sub-second parts."""
 
 
 def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def excluded_spans(clock: State, calendar: WorkingCalendar, end: datetime) -> list[tuple[int, int | None]]:
+    """The clock's exclusion windows as merged, ordered spans of working positions (microseconds) after
+    its origin, cut at ``end``; an open window that began before ``end`` ends with None."""
+    origin = calendar.origin(datetime.fromisoformat(clock["started_at"]))
+    limit = calendar.position(end)
+    spans: list[tuple[int, int | None]] = []
+    for window in sorted(clock["excluded"], key=lambda w: datetime.fromisoformat(w[0])):
+        a = max(origin, calendar.position(datetime.fromisoformat(window[0])))
+        b = None if window[1] is None else max(origin, calendar.position(datetime.fromisoformat(window[1])))
+        if a > limit or (b is not None and b <= a):
+            continue
+        if spans and (spans[-1][1] is None or a <= spans[-1][1]):  # overlaps the previous span: merge
+            last_a, last_b = spans[-1]
+            spans[-1] = (last_a, None if last_b is None or b is None else max(last_b, b))
+        else:
+            spans.append((a, b))
+    return spans
 
 
 def read_clock(
@@ -316,55 +364,58 @@ def read_clock(
     levels: tuple[tuple[str, float], ...] = DEFAULT_LEVELS,
 ) -> ClockReading:
     """Elapsed working time (customer time excluded), share of the limit, deadline and level crossings.
-    ``deadline`` is None while a customer pause runs (it moves with the pause)."""
-    start = datetime.fromisoformat(clock["started_at"])
+
+    Counting is done in working positions (microseconds of working time, ``WorkingCalendar.position``):
+    elapsed = working time from the clock's origin (24:00 of its start day) to the stop (or ``now``) minus
+    the excluded (paused, customer) working time. A level's instant is the earliest instant at which
+    elapsed reaches its share of the limit; the deadline is that of 100 %. Time excluded before the
+    instant moves it later by exactly that much; while an exclusion that began before it is still open,
+    the instant is unknown (None). A stopped clock crossed a level only when its elapsed time at the stop
+    exceeded the level (reaching the deadline is not a breach); it is on time when it did not exceed the
+    limit."""
     stopped = _parse(clock["stopped_at"])
     end = stopped or now
+    origin = calendar.origin(datetime.fromisoformat(clock["started_at"]))
     limit = clock["limit_days"] * DAY_SECONDS
-    windows = [(datetime.fromisoformat(a), _parse(b)) for a, b in clock["excluded"]]
-
-    def excluded_until(moment: datetime) -> int:
-        total, covered = 0, start
-        for a, b in sorted(windows, key=lambda w: w[0]):
-            a, b = max(a, covered), min(b or moment, moment)
-            if b > a:
-                total += calendar.working_seconds(start, b) - calendar.working_seconds(start, a)
-                covered = b
-        return total
-
-    excluded = excluded_until(end)
-    elapsed = calendar.working_seconds(start, end) - excluded
+    end_position = max(origin, calendar.position(end))
+    spans = excluded_spans(clock, calendar, end)
+    excluded = sum(min(b if b is not None else end_position, end_position) - a for a, b in spans)
+    elapsed = end_position - origin - excluded
 
     def reached(target: int) -> datetime | None:
-        """When net elapsed time reaches ``target``; None while a running pause holds the clock."""
-        moment = calendar.instant_after(start, target)
-        for _ in range(len(windows) + 1):  # each round can only add the exclusions it newly passed
-            if any(b is None and a <= moment for a, b in windows):
+        """The earliest instant at which elapsed reaches ``target`` microseconds; None while an open
+        exclusion holds the clock before it."""
+        cursor, remaining = origin, target
+        for a, b in spans:
+            if a > cursor:
+                if remaining <= a - cursor:
+                    break
+                remaining -= a - cursor
+            if b is None:
                 return None
-            later = calendar.instant_after(start, target + excluded_until(moment))
-            if later == moment:
-                break
-            moment = later
-        return moment
+            cursor = max(cursor, b)
+        return calendar.instant_at(cursor + remaining)
 
     crossings = []
     for level, share in levels:
-        at = reached(round(limit * share))
-        if at is not None and stopped is not None and at > stopped:
-            at = None  # answered before reaching this level
+        target = round(limit * share) * MICROS
+        at = reached(target)
+        if at is not None and stopped is not None and elapsed <= target:
+            at = None  # answered before exceeding this level
         department, handler = holder_at(clock, at or end)
         crossings.append(Crossing(level, share, at, department, handler))
-    deadline = reached(limit)
+    deadline = reached(limit * MICROS)
     return ClockReading(
         clock["id"],
-        elapsed,
-        excluded,
+        elapsed // MICROS,
+        excluded // MICROS,
         limit,
-        elapsed / limit if limit else 0.0,
+        elapsed / (limit * MICROS) if limit else 0.0,
         deadline,
-        (elapsed <= limit) if stopped is not None else None,
+        (elapsed <= limit * MICROS) if stopped is not None else None,
         tuple(crossings),
         calendar.is_provisional(end) or (deadline is not None and calendar.is_provisional(deadline)),
+        elapsed,
     )
 
 

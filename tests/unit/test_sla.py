@@ -177,3 +177,115 @@ def test_rule_sets_have_versions_in_force_by_date_and_each_clock_records_them() 
         RULES.in_force("SGCC_INTERNAL", at("2025-01-01").date()).stage_limit("HV_DUAL", "SUPPLY_PLAN") == 30
     )
     assert RULES.in_force("REG_2009", at("2025-01-01").date()).review_limit_days is None
+
+
+# ---- regressions of issue 17 (each failed before its fix) -----------------------------------------------
+
+
+def test_a_long_pause_early_in_a_clock_moves_every_level_instant_by_all_its_paused_working_time() -> None:
+    story = Story("HV_DUAL", HV_ROUTE)
+    story.event("2025-03-03 09:00", "ApplicationAccepted", "CUSTOMER_SERVICE")
+    story.event("2025-03-04 01:00", "ClockPaused", "OPERATIONS", reason_code="CUSTOMER_REQUESTED_DELAY")
+    story.event("2025-04-30 12:00", "ClockResumed", "OPERATIONS")
+    reading = read_clock(story.clock("SUPPLY_PLAN"), CALENDAR, at("2025-05-01 00:00"))
+
+    # HV dual, 30 days. 1 h counted on 3-4, then paused to 4-30 12:00; the rest (30 d - 1 h) from there:
+    # 4-30 has 12 h left, then 5-1..5-5 are holidays; 29 d - 13 h = 28 d 11 h after 4-30 24:00.
+    paused = CALENDAR.working_seconds(at("2025-03-03 09:00"), at("2025-04-30 12:00")) - 3600
+    assert reading.excluded_seconds == paused
+    assert reading.deadline == CALENDAR.instant_after(at("2025-03-03 09:00"), 30 * DAY_SECONDS + paused)
+    assert reading.crossings[0].at == CALENDAR.instant_after(
+        at("2025-03-03 09:00"), 15 * DAY_SECONDS + paused
+    )
+
+
+def test_a_level_beyond_a_pause_still_open_has_no_instant_yet() -> None:
+    story = Story("RESIDENTIAL", RES_ROUTE)
+    story.event("2025-03-03 09:00", "ApplicationAccepted", "CUSTOMER_SERVICE")
+    story.event("2025-03-04 01:00", "ClockPaused", "OPERATIONS", reason_code="CUSTOMER_REQUESTED_DELAY")
+    reading = read_clock(story.clock("SUPPLY_PLAN"), CALENDAR, at("2025-04-30 12:00"))
+
+    assert reading.elapsed_seconds == 3600
+    assert reading.deadline is None and all(c.at is None for c in reading.crossings)
+
+
+def test_a_return_before_the_plan_review_voids_the_pending_review_clocks() -> None:
+    story = Story("HV_SINGLE", HV_ROUTE)
+    story.event("2025-04-01 09:00", "ApplicationAccepted", "CUSTOMER_SERVICE")
+    story.event(
+        "2025-04-08 09:00", "PlanReviewsRequested", departments=["PLANNING", "OPERATIONS", "DISPATCH"]
+    )
+    story.event("2025-04-08 10:00", "PlanReviewApproved", "PLANNING", department="PLANNING")
+    story.event(
+        "2025-04-09 09:00", "CaseReturned", target_stage="SITE_SURVEY", withdrawn_stages=["SUPPLY_PLAN"]
+    )
+
+    reviews = [c for c in story.tracker.state["clocks"] if c["kind"] == "REVIEW"]
+    assert [(c["department"], c["outcome"]) for c in reviews] == [
+        ("PLANNING", "APPROVED"), ("OPERATIONS", "VOIDED"), ("DISPATCH", "VOIDED")
+    ]  # fmt: skip
+    assert all(c["stopped_at"] == at("2025-04-09 09:00").isoformat() for c in reviews[1:])
+    assert story.clock("SUPPLY_PLAN")["stopped_at"] is None  # the plan clock runs on: rework
+
+
+def test_an_answer_at_24_00_of_the_last_working_day_is_on_time_and_no_breach() -> None:
+    story = Story("RESIDENTIAL", RES_ROUTE)
+    story.event("2025-09-26 15:00", "ApplicationAccepted", "CUSTOMER_SERVICE")
+    story.event("2025-10-01 00:00", "SupplyPlanReplied")  # 9-30 24:00, the deadline itself
+    reading = read_clock(story.clock("SUPPLY_PLAN"), CALENDAR, at("2025-11-01 00:00"))
+
+    assert reading.deadline == at("2025-10-01 00:00")
+    assert reading.on_time is True and reading.crossings[2].at is None
+    assert reading.crossings[1].at is not None  # the warning level was exceeded before
+
+
+def test_the_whole_case_clock_ends_customer_time_when_the_customer_acts_during_a_pause() -> None:
+    story = Story("LV_NON_RESIDENTIAL", [*RES_ROUTE[:3], "COMPLETION_INSPECTION", *RES_ROUTE[3:]],
+                  rule_set="POLICY_2025", external=True)  # fmt: skip
+    story.event("2025-06-09 09:00", "ApplicationAccepted", "CUSTOMER_SERVICE")
+    story.event("2025-06-10 09:00", "CustomerStepAwaited", step="CUSTOMER_WORKS")
+    story.event("2025-06-11 09:00", "ClockPaused", "OPERATIONS", reason_code="CUSTOMER_REQUESTED_DELAY")
+    story.event("2025-06-12 09:00", "ClockResumed", "OPERATIONS")
+    story.event("2025-06-13 09:00", "CompletionReported", "CONTRACTOR")
+    whole = read_clock(story.clock("CASE", "CASE"), CALENDAR, at("2025-06-16 09:00"))
+
+    # counted: 6-10 00:00-09:00, then customer time until 6-13 09:00, then 15 h + weekend + 9 h
+    assert whole.excluded_seconds == 3 * DAY_SECONDS
+    assert whole.elapsed_seconds == (9 + 15 + 9) * 3600
+
+
+def test_utility_rework_after_a_return_is_not_customer_time_on_the_whole_case_clock() -> None:
+    story = Story("RESIDENTIAL", RES_ROUTE, rule_set="POLICY_2025")
+    story.event("2025-06-09 09:00", "ApplicationAccepted", "CUSTOMER_SERVICE")
+    story.event("2025-06-10 09:00", "SupplyPlanReplied")
+    story.event("2025-06-10 09:00", "CustomerStepAwaited", step="CONFIRM_PLAN")
+    story.event("2025-06-11 09:00", "CaseReturned", target_stage="SITE_SURVEY", withdrawn_stages=[])
+    whole = read_clock(story.clock("CASE", "CASE"), CALENDAR, at("2025-06-12 09:00"))
+
+    assert whole.excluded_seconds == DAY_SECONDS  # 6-10 09:00 to 6-11 09:00 only
+    assert whole.elapsed_seconds == (9 + 24) * 3600  # 6-10 00:00-09:00, then 6-11 09:00 to 6-12 09:00
+
+
+def test_a_stop_half_a_second_after_the_deadline_is_late() -> None:
+    story = Story("RESIDENTIAL", RES_ROUTE)
+    story.event("2025-09-26 15:00", "ApplicationAccepted", "CUSTOMER_SERVICE")
+    story.event("2025-10-09 00:00:00.500000", "SupplyPlanReplied")  # 10-1..10-8 are holidays
+    reading = read_clock(story.clock("SUPPLY_PLAN"), CALENDAR, at("2025-11-01 00:00"))
+
+    assert reading.on_time is False and reading.crossings[2].at == at("2025-10-01 00:00")
+    assert reading.elapsed_microseconds == 3 * DAY_SECONDS * 1_000_000 + 500_000
+
+
+def test_a_stage_re_requested_while_its_clock_still_runs_after_a_return_keeps_one_clock() -> None:
+    story = Story("HV_SINGLE", HV_ROUTE)
+    story.event("2025-05-06 09:00", "DesignSubmitted", "CUSTOMER")
+    story.event("2025-05-06 09:00", "StageOpened", stage="DESIGN_REVIEW", department="OPERATIONS")
+    story.event(
+        "2025-05-07 09:00", "CaseReturned", target_stage="SUPPLY_PLAN", withdrawn_stages=["DESIGN_REVIEW"]
+    )
+    story.event("2025-05-09 09:00", "DesignSubmitted", "CUSTOMER")
+    story.event("2025-05-12 09:00", "DesignReviewed", "OPERATIONS", passed=True)
+
+    design = [c for c in story.tracker.state["clocks"] if c["stage"] == "DESIGN_REVIEW"]
+    assert len(design) == 1 and design[0]["started_at"] == at("2025-05-06 09:00").isoformat()
+    assert design[0]["outcome"] == "PASSED"
