@@ -253,7 +253,8 @@ def held_seconds(
     )
     begin = datetime.fromisoformat(since)
     held = calendar.working_seconds(start, end) - calendar.working_seconds(start, begin)
-    for a, b in clock["excluded"]:
+    for window in clock["excluded"]:  # [from, to, reason]; histories before reasons have two fields
+        a, b = window[0], window[1]
         lo, hi = max(begin, datetime.fromisoformat(a)), min(end, datetime.fromisoformat(b) if b else end)
         if hi > lo:
             held -= calendar.working_seconds(start, hi) - calendar.working_seconds(start, lo)
