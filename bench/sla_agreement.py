@@ -57,12 +57,17 @@ def main() -> None:
     fields: Counter[str] = Counter()
     by_rule_set: Counter[str] = Counter()
     by_kind: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    paused = crossed = 0
     for number in range(args.histories):
         category, fast_track = rng.choice(KINDS)
         history = build(category, fast_track, rng.choice(STARTS), random_plan(rng))
         rule_set = RULE_SETS[number % len(RULE_SETS)]
         for clock, reading, expected in agreement(history, rule_set):
             clocks += 1
+            kinds[clock["kind"]] += 1
+            paused += bool(clock["excluded"])
+            crossed += any(c.at is not None for c in reading.crossings)
             wrong = [
                 name
                 for name, same in (
@@ -87,6 +92,9 @@ def main() -> None:
                 "histories": args.histories,
                 "seed": args.seed,
                 "clocks": clocks,
+                "clocks_by_kind": dict(kinds),
+                "clocks_with_customer_time": paused,
+                "clocks_with_a_crossing": crossed,
                 "agreeing": agreeing,
                 "agreement": round(agreeing / clocks, 6) if clocks else None,
                 "disagreements_by_field": dict(fields),
