@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.sla_reference import (
     DEPARTMENTS,
     GAPS,
-    KINDS,
     RANDOM_ACTIONS,
     RULE_SETS,
     STARTS,
@@ -33,6 +32,7 @@ from tests.sla_reference import (
     agreement,
     build,
 )
+from tests.unit.case_builders import ROUTE_KINDS
 
 
 def random_plan(rng: random.Random) -> Plan:
@@ -60,7 +60,7 @@ def main() -> None:
     kinds: Counter[str] = Counter()
     paused = crossed = 0
     for number in range(args.histories):
-        category, fast_track = rng.choice(KINDS)
+        category, fast_track = rng.choice(ROUTE_KINDS)
         history = build(category, fast_track, rng.choice(STARTS), random_plan(rng))
         rule_set = RULE_SETS[number % len(RULE_SETS)]
         for clock, reading, expected in agreement(history, rule_set):

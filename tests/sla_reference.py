@@ -237,15 +237,6 @@ def customer_time(history: History, kind: str) -> list[Interval]:
     return intervals
 
 
-KINDS = [
-    ("RESIDENTIAL", False),
-    ("RESIDENTIAL", True),
-    ("LV_NON_RESIDENTIAL", False),
-    ("LV_NON_RESIDENTIAL", True),
-    ("HV_SINGLE", False),
-    ("HV_DUAL", False),
-]
-"""Categories with and without the 三零 fast track."""
 RULE_SETS = ["SGCC_INTERNAL", "REG_2009", "POLICY_2025"]
 Plan = list[tuple[int, int, str, int]]
 """Per step: chance (0-99, below 65 the next step of the sample route), random action, department, gap."""

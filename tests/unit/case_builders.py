@@ -14,6 +14,15 @@ from domain.commands import Command, SubmitApplication
 from domain.vocabulary import Actor
 
 START = datetime(2025, 9, 1, 1, 0, tzinfo=UTC)
+ROUTE_KINDS: tuple[tuple[str, bool], ...] = (
+    ("RESIDENTIAL", False),
+    ("RESIDENTIAL", True),
+    ("LV_NON_RESIDENTIAL", False),
+    ("LV_NON_RESIDENTIAL", True),
+    ("HV_SINGLE", False),
+    ("HV_DUAL", False),
+)
+"""Every (category, 三零 fast track) pair a case can be submitted with."""
 _case_numbers = count(1)
 
 CLERK = Actor("cs-1", "林晓燕", "CUSTOMER_SERVICE")

@@ -21,7 +21,7 @@ from domain.commands import SubmitApplication
 from domain.errors import RuleViolationError
 from domain.hashchain import ChainLink, verify_chain
 from domain.vocabulary import Actor, CaseStatus, Department, Stage
-from tests.unit.case_builders import START, Clock
+from tests.unit.case_builders import ROUTE_KINDS, START, Clock
 
 DEPARTMENTS = [*Department.__members__, "CUSTOMER"]
 Action = Callable[[Case, CommandContext], object]
@@ -72,16 +72,7 @@ steps = st.lists(
     ),
     max_size=70,
 )
-categories = st.sampled_from(
-    [
-        ("RESIDENTIAL", False),
-        ("RESIDENTIAL", True),
-        ("LV_NON_RESIDENTIAL", False),
-        ("LV_NON_RESIDENTIAL", True),
-        ("HV_SINGLE", False),
-        ("HV_DUAL", False),
-    ]
-)
+categories = st.sampled_from(ROUTE_KINDS)
 
 
 def _check_invariants(case: Case, manager: Actor | None) -> None:

@@ -38,6 +38,7 @@ from tests.unit.case_builders import (
     CLERK,
     CUSTOMER,
     PLANNER,
+    ROUTE_KINDS,
     STAFF,
     START,
     SURVEYOR,
@@ -63,17 +64,7 @@ def rule_codes_in_source() -> set[str]:
 # ---- routes -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("category", "fast_track"),
-    [
-        ("RESIDENTIAL", False),
-        ("RESIDENTIAL", True),
-        ("LV_NON_RESIDENTIAL", False),
-        ("LV_NON_RESIDENTIAL", True),
-        ("HV_SINGLE", False),
-        ("HV_DUAL", False),
-    ],
-)
+@pytest.mark.parametrize(("category", "fast_track"), ROUTE_KINDS)
 def test_a_sample_case_of_each_category_passes_its_required_stages_in_order(
     category: str, fast_track: bool
 ) -> None:

@@ -14,7 +14,6 @@ from tests.sla_reference import (
     CALENDAR,
     DEPARTMENTS,
     GAPS,
-    KINDS,
     RANDOM_ACTIONS,
     RULE_SETS,
     STARTS,
@@ -26,6 +25,7 @@ from tests.sla_reference import (
     ref_elapsed,
     track,
 )
+from tests.unit.case_builders import ROUTE_KINDS
 
 plans = st.lists(
     st.tuples(
@@ -36,7 +36,7 @@ plans = st.lists(
     ),
     max_size=45,
 )
-histories = st.sampled_from(KINDS).flatmap(
+histories = st.sampled_from(ROUTE_KINDS).flatmap(
     lambda kind: st.builds(build, st.just(kind[0]), st.just(kind[1]), st.sampled_from(STARTS), plans)
 )
 rule_sets = st.sampled_from(RULE_SETS)
