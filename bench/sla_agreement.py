@@ -27,10 +27,10 @@ from tests.sla_reference import (
     RANDOM_ACTIONS,
     RULE_SETS,
     STARTS,
-    US,
     Plan,
     agreement,
     build,
+    disagreements,
 )
 from tests.unit.case_builders import ROUTE_KINDS
 
@@ -68,16 +68,7 @@ def main() -> None:
             kinds[clock["kind"]] += 1
             paused += bool(clock["excluded"])
             crossed += any(c.at is not None for c in reading.crossings)
-            wrong = [
-                name
-                for name, same in (
-                    ("deadline", reading.deadline == expected.deadline),
-                    ("elapsed", reading.elapsed_microseconds == expected.elapsed // US),
-                    ("verdict", reading.on_time == expected.on_time),
-                    ("crossings", [c.at for c in reading.crossings] == expected.crossings),
-                )
-                if not same
-            ]
+            wrong = disagreements(reading, expected)
             if not wrong:
                 agreeing += 1
                 continue

@@ -270,10 +270,12 @@ def agreement(history: History, rule_set: str) -> list[tuple[dict[str, Any], Clo
     return readings
 
 
-def agrees(reading: ClockReading, expected: Expected) -> bool:
-    return (
-        reading.deadline == expected.deadline
-        and reading.elapsed_microseconds == expected.elapsed // US
-        and reading.on_time == expected.on_time
-        and [c.at for c in reading.crossings] == expected.crossings
-    )
+def disagreements(reading: ClockReading, expected: Expected) -> list[str]:
+    """The fields on which the engine's reading and the reference differ (none: they agree)."""
+    same = {
+        "deadline": reading.deadline == expected.deadline,
+        "elapsed": reading.elapsed_microseconds == expected.elapsed // US,
+        "verdict": reading.on_time == expected.on_time,
+        "crossings": [c.at for c in reading.crossings] == expected.crossings,
+    }
+    return [name for name, equal in same.items() if not equal]
