@@ -8,10 +8,13 @@ report ready again, and the read models must equal a rebuild from the event stor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psutil
 import psycopg
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -27,6 +31,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from app.application import CaseApplication
 from app.bootstrap import build_case_application
 from app.event_log import CaseEventLog
+from consumers.backoff import read_health
 from consumers.notifier import Notifier
 from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
 from infra.settings import CASE_EVENTS_DLQ_TOPIC, CASE_EVENTS_TOPIC, NOTIFICATIONS_TOPIC, Settings
@@ -38,7 +43,10 @@ from projections.tables import all_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2025, 9, 1, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
-WAIT = 120.0
+WAIT = 30.0
+"""Seconds any one wait may take. Every wait polls for a condition that becomes true within seconds when the
+processes work; a generous bound only turns a hang into a clear failure."""
+PROCESSES = ("relay", "worker", "sla-clock")
 
 
 @dataclass
@@ -129,12 +137,8 @@ def servers(tmp_path: Path) -> Iterator[Servers]:
     finally:
         for process in line.processes.values():
             if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+                process.kill()  # these tests are about surviving kills; a clean stop is tested elsewhere
+                process.wait(timeout=10)
         app.close()
         stack.down(purge=True)
 
@@ -151,11 +155,45 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) ->
     raise AssertionError(f"gave up waiting for {what} after {timeout:.0f}s")
 
 
+def store_heads(servers: Servers) -> dict[str, int]:
+    """Each walked case's newest stored version. The SLA clock appends crossing facts to the same cases, so
+    the versions the walk saw are not the target."""
+    table = servers.app.recorder.events_table_name
+    with psycopg.connect(servers.database_url, autocommit=True, connect_timeout=3) as conn:
+        heads = {
+            str(case): version
+            for case, version in conn.execute(
+                f"SELECT originator_id, max(originator_version) FROM {table} GROUP BY originator_id"  # noqa: S608
+            )
+        }
+    return {case_id: heads[case_id] for case_id in servers.finals}
+
+
 def caught_up(servers: Servers) -> Callable[[], bool]:
     def check() -> bool:
+        heads = store_heads(servers)
         with psycopg.connect(servers.database_url, autocommit=True, connect_timeout=3) as conn:
             versions = {str(c): v for c, v in conn.execute("SELECT case_id, version FROM progress_versions")}
-        return all(versions.get(case_id) == v for case_id, v in servers.finals.items())
+        return all(versions.get(case_id) == head for case_id, head in heads.items())
+
+    return check
+
+
+def all_ready(servers: Servers) -> Callable[[], bool]:
+    """Every started process has a fresh readiness file saying ready."""
+
+    def check() -> bool:
+        fresh = [h for h in read_health(servers.settings.state_dir) if not h.stale]
+        return len(fresh) >= len(servers.processes) and all(h.ready for h in fresh)
+
+    return check
+
+
+def not_ready_waiting_for(servers: Servers, dependency: str) -> Callable[[], bool]:
+    def check() -> bool:
+        return any(
+            dependency in h.waiting_for for h in read_health(servers.settings.state_dir) if not h.stale
+        )
 
     return check
 
@@ -177,6 +215,13 @@ def rebuilt_models(servers: Servers) -> dict[str, list[tuple[Any, ...]]]:
     return read_models(servers.database_url)
 
 
+def assert_live_rows_equal_a_rebuild(servers: Servers) -> None:
+    """Read the live rows first: the rebuild swaps its own rows in, so reading after it compares them with
+    themselves."""
+    live = read_models(servers.database_url)
+    assert rebuilt_models(servers) == live
+
+
 def topic_values(bootstrap: str, topic: str) -> list[bytes]:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1500)
     try:
@@ -187,6 +232,108 @@ def topic_values(bootstrap: str, topic: str) -> list[bytes]:
         return [record.value for record in consumer]
     finally:
         consumer.close()
+
+
+class Load:
+    """Commands walked in a thread while a server is down, retried as an integrator would; errors kept."""
+
+    def __init__(self, servers: Servers, count: int, prefix: str) -> None:
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(servers, count, prefix))
+        self.thread.start()
+
+    def _run(self, servers: Servers, count: int, prefix: str) -> None:
+        try:
+            servers.walk(count, prefix)
+        except BaseException as error:  # re-raised in the test's thread by finish()
+            self.error = error
+
+    def finish(self) -> None:
+        self.thread.join(timeout=4 * WAIT)
+        assert not self.thread.is_alive(), "the load did not finish after the restart"
+        if self.error is not None:
+            raise self.error
+
+
+def start_processes(servers: Servers) -> dict[str, int]:
+    for name in PROCESSES:
+        servers.start(name, name)
+    wait_for(all_ready(servers), "relay, worker and SLA clock ready")
+    return {name: process.pid for name, process in servers.processes.items()}
+
+
+def kill_postgres(stack: LocalStack) -> None:
+    """kill -9 of the postmaster and every backend, as when the machine's OOM killer or an operator hits it."""
+    pid = stack._postmaster_pid()
+    assert pid is not None
+    postmaster = psutil.Process(pid)
+    victims = [postmaster, *postmaster.children(recursive=True)]
+    for process in victims:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signal.SIGKILL)
+    psutil.wait_procs(victims, timeout=10)
+
+
+def kill_broker(stack: LocalStack) -> None:
+    process = stack._tansu_process()
+    assert process is not None
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+def assert_ridden_out(servers: Servers, pids: dict[str, int]) -> None:
+    """Same processes, ready again, and once the SLA clock is stopped the read models equal a rebuild."""
+    wait_for(all_ready(servers), "every process ready again")
+    for name, process in servers.processes.items():
+        assert process.poll() is None, f"{name} exited:\n{servers.log_of(name)[-3000:]}"
+        assert process.pid == pids[name], name
+    clock = servers.processes["sla-clock"]
+    clock.kill()  # it appends crossing facts; stopped, the read models can be compared with a still log
+    clock.wait(timeout=10)
+    wait_for(caught_up(servers), "every case in the read models after the outage")
+    assert_live_rows_equal_a_rebuild(servers)
+    for name in PROCESSES:
+        assert "Crashed" not in servers.log_of(name), name
+        assert "Traceback" not in servers.log_of(name), name
+
+
+def test_a_postgres_kill_9_under_load_is_ridden_out_by_every_process(servers: Servers) -> None:
+    servers.walk(4, "YK-PG")
+    pids = start_processes(servers)
+    wait_for(caught_up(servers), "the first cases")
+
+    load = Load(servers, 8, "YK-PG2")
+    kill_postgres(servers.stack)
+    wait_for(not_ready_waiting_for(servers, "postgres"), "a process to report the outage")
+    time.sleep(3)  # the outage lasts while the processes back off (this is the outage, not a wait)
+    servers.stack.up(("postgres",))  # the same data directory and port
+    load.finish()
+
+    assert_ridden_out(servers, pids)
+    for name in ("relay", "sla-clock"):
+        log = servers.log_of(name)
+        assert "postgres unavailable" in log and "postgres available again" in log, name
+        assert log.count("postgres unavailable") <= 2, f"{name}: one line per outage, not one per retry"
+
+
+def test_a_broker_kill_9_and_restart_is_ridden_out_and_the_read_models_equal_a_rebuild(
+    servers: Servers,
+) -> None:
+    servers.walk(4, "YK-KB")
+    pids = start_processes(servers)
+    wait_for(caught_up(servers), "the first cases")
+
+    load = Load(servers, 8, "YK-KB2")  # commands go on: the event store does not need the broker
+    kill_broker(servers.stack)
+    wait_for(not_ready_waiting_for(servers, "kafka"), "a process to report the outage")
+    time.sleep(3)
+    servers.stack.up(("kafka",))  # the same port, empty (a memory broker): the relay must republish
+    load.finish()
+
+    assert_ridden_out(servers, pids)
+    relay_log = servers.log_of("relay")
+    assert "the broker has lost the relayed events" in relay_log
+    assert relay_log.count("kafka unavailable") <= 2, "one line per outage, not one per retry"
 
 
 def test_the_delivery_ledger_marks_only_what_the_broker_acknowledged(servers: Servers) -> None:
@@ -241,4 +388,4 @@ def test_a_1_mb_undecodable_event_is_dead_lettered_without_restarting_the_agent(
     worker_log = servers.log_of("worker")
     assert servers.processes["worker"].poll() is None
     assert "Crashed" not in worker_log and "MessageSizeTooLarge" not in worker_log
-    assert rebuilt_models(servers) == read_models(servers.database_url)
+    assert_live_rows_equal_a_rebuild(servers)
