@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import psycopg
 import typer
+from eventsourcing import persistence
 
 from cli.api import api, token_app
 from cli.calendar import calendar_app
@@ -51,9 +53,28 @@ app.command()(api)
 app.add_typer(token_app, name="token")
 
 
+DATABASE_UNREACHABLE = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    persistence.OperationalError,
+    persistence.InterfaceError,
+)
+"""What a one-shot command gets when PostgreSQL cannot be reached (long-running processes ride it out)."""
+
+EXIT_DATABASE_UNREACHABLE = 3
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. PostgreSQL being unreachable is one line and exit code 3, not a traceback.
+    Running the same command again is safe: commands are idempotent by their command id."""
+    try:
+        app()
+    except DATABASE_UNREACHABLE as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        typer.echo(
+            f"Error: PostgreSQL is unreachable 数据库不可用 ({reason}); run the same command again", err=True
+        )
+        raise SystemExit(EXIT_DATABASE_UNREACHABLE) from None
 
 
 if __name__ == "__main__":

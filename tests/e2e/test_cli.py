@@ -201,3 +201,15 @@ def test_a_retry_without_occurred_at_is_a_repeat_and_a_different_command_cannot_
     assert retry.returncode == 0, retry.stdout + retry.stderr
     assert "repeat: nothing appended" in retry.stdout
     assert reused.returncode == 2 and "COMMAND_ID_REUSED" in reused.stdout
+
+
+def test_an_unreachable_database_is_one_line_and_exit_3_within_seconds_not_a_traceback() -> None:
+    closed = "postgresql://postgres@127.0.0.1:1/yekuo"  # port 1: nothing listens, the connection is refused
+
+    for args in (("case", "show", "YK-CLI-3"), SUBMIT):
+        refused = yekuo(*args, env={"DATABASE_URL": closed})
+
+        assert refused.returncode == 3, refused.stdout + refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert refused.stderr.strip().splitlines() == [refused.stderr.strip()]
+        assert refused.stderr.startswith("Error: PostgreSQL is unreachable 数据库不可用")

@@ -47,6 +47,10 @@ WAIT = 30.0
 """Seconds any one wait may take. Every wait polls for a condition that becomes true within seconds when the
 processes work; a generous bound only turns a hang into a clear failure."""
 PROCESSES = ("relay", "worker", "sla-clock")
+OUTAGE_SECONDS = float(os.environ.get("YEKUO_TEST_OUTAGE_SECONDS", "3"))
+"""How long the killed server stays down. The suite keeps it short; `YEKUO_TEST_OUTAGE_SECONDS=65` runs
+the minute-long outage the reliability doc promises (the back-off is capped at 10 s, so length adds no new
+path, only time)."""
 
 
 @dataclass
@@ -80,12 +84,12 @@ class Servers:
             "YEKUO_PROJECTION_BATCH_SIZE": "100",
         }
 
-    def start(self, name: str, *args: str) -> None:
+    def start(self, name: str, *args: str, database_url: str | None = None) -> None:
         log_file = (self.workdir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "cli.main", *args],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, "DATABASE_URL": database_url or self.database_url},
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -106,7 +110,7 @@ class Servers:
                 self.finals[str(command.case_id)] = outcome.case_version or 0
 
 
-def retried(work: Callable[[], Any], timeout: float = WAIT) -> Any:
+def retried(work: Callable[[], Any], timeout: float = WAIT + OUTAGE_SECONDS) -> Any:
     """Repeat ``work`` while the database is down: commands are idempotent by command id."""
     deadline = time.monotonic() + timeout
     while True:
@@ -249,7 +253,7 @@ class Load:
             self.error = error
 
     def finish(self) -> None:
-        self.thread.join(timeout=4 * WAIT)
+        self.thread.join(timeout=4 * WAIT + OUTAGE_SECONDS)
         assert not self.thread.is_alive(), "the load did not finish after the restart"
         if self.error is not None:
             raise self.error
@@ -305,7 +309,7 @@ def test_a_postgres_kill_9_under_load_is_ridden_out_by_every_process(servers: Se
     load = Load(servers, 8, "YK-PG2")
     kill_postgres(servers.stack)
     wait_for(not_ready_waiting_for(servers, "postgres"), "a process to report the outage")
-    time.sleep(3)  # the outage lasts while the processes back off (this is the outage, not a wait)
+    time.sleep(OUTAGE_SECONDS)  # the outage lasts while the processes back off (the outage, not a wait)
     servers.stack.up(("postgres",))  # the same data directory and port
     load.finish()
 
@@ -326,7 +330,7 @@ def test_a_broker_kill_9_and_restart_is_ridden_out_and_the_read_models_equal_a_r
     load = Load(servers, 8, "YK-KB2")  # commands go on: the event store does not need the broker
     kill_broker(servers.stack)
     wait_for(not_ready_waiting_for(servers, "kafka"), "a process to report the outage")
-    time.sleep(3)
+    time.sleep(OUTAGE_SECONDS)
     servers.stack.up(("kafka",))  # the same port, empty (a memory broker): the relay must republish
     load.finish()
 
@@ -334,6 +338,30 @@ def test_a_broker_kill_9_and_restart_is_ridden_out_and_the_read_models_equal_a_r
     relay_log = servers.log_of("relay")
     assert "the broker has lost the relayed events" in relay_log
     assert relay_log.count("kafka unavailable") <= 2, "one line per outage, not one per retry"
+
+
+def test_the_relay_on_a_database_nobody_set_up_creates_its_tables_and_relays_the_first_case(
+    servers: Servers,
+) -> None:
+    with psycopg.connect(servers.database_url, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE untouched")
+    untouched = servers.database_url.rsplit("/", 1)[0] + "/untouched"
+    servers.start("relay", "relay", database_url=untouched)  # before anything created a table there
+    wait_for(all_ready(servers), "the relay ready on the empty database")
+
+    app = build_case_application(servers.settings, untouched)
+    try:
+        commands = sample_walk("RESIDENTIAL", "YK-FRESH-1", START)
+        for command in commands:
+            assert app.execute(command).accepted
+        stored = len(CaseEventLog(app).history(commands[0].case_id))
+    finally:
+        app.close()
+    wait_for(
+        lambda: len(topic_values(servers.bootstrap, CASE_EVENTS_TOPIC)) == stored, "the case's events relayed"
+    )
+    assert servers.processes["relay"].poll() is None
+    assert "Traceback" not in servers.log_of("relay")
 
 
 def test_the_delivery_ledger_marks_only_what_the_broker_acknowledged(servers: Servers) -> None:
