@@ -100,28 +100,52 @@ def event_id_for(case_id: UUID, version: int) -> UUID:
 
 def case_event_message(event: Case.Event, case_number: str, position: int) -> CaseEventMessage:
     """The published form of a stored case event at ``position`` of the notification log."""
-    fields = {k: v for k, v in event.__dict__.items() if k not in _ENVELOPE_FIELDS}
-    payload = mask_personal_data(canonical(fields))
-    actor = event.actor
-    # Built from the event store's own records, so validation is skipped (it costs more than the rest).
-    return CaseEventMessage.model_construct(
-        event_id=event_id_for(event.originator_id, event.originator_version),
-        case_id=event.originator_id,
-        case_number=case_number,
-        case_version=event.originator_version,
-        type=type(event).__name__,
-        type_version=getattr(type(event), "class_version", 1),
+    return case_event_message_from_fields(
+        type(event),
+        event.originator_id,
+        event.originator_version,
+        canonical(event.__dict__),
+        case_number,
+        position,
         occurred_at=event.occurred_at,
         recorded_at=event.timestamp,
+    )
+
+
+def case_event_message_from_fields(
+    event_type: type[Case.Event],
+    case_id: UUID,
+    version: int,
+    fields: dict[str, Any],
+    case_number: str,
+    position: int,
+    *,
+    occurred_at: datetime,
+    recorded_at: datetime,
+) -> CaseEventMessage:
+    """The published form of a case event given its fields in canonical (JSON-ready) form, as
+    ``domain.hashchain.canonical`` gives them; the replay path decodes stored events straight into it."""
+    actor = fields["actor"]
+    payload = mask_personal_data({k: v for k, v in fields.items() if k not in _ENVELOPE_FIELDS})
+    # Built from the event store's own records, so validation is skipped (it costs more than the rest).
+    return CaseEventMessage.model_construct(
+        event_id=event_id_for(case_id, version),
+        case_id=case_id,
+        case_number=case_number,
+        case_version=version,
+        type=event_type.__name__,
+        type_version=getattr(event_type, "class_version", 1),
+        occurred_at=occurred_at,
+        recorded_at=recorded_at,
         actor=ActorModel.model_construct(
-            person_id=actor.person_id, name=actor.name, department=actor.department
+            person_id=actor["person_id"], name=actor["name"], department=actor["department"]
         ),
-        channel=event.channel,
-        reason=event.reason,
-        command_id=event.command_id,
+        channel=fields["channel"],
+        reason=fields["reason"],
+        command_id=fields["command_id"],
         payload=payload,
-        hash=event.event_hash,
-        previous_hash=event.previous_hash,
+        hash=fields["event_hash"],
+        previous_hash=fields["previous_hash"],
         position=position,
     )
 
