@@ -35,11 +35,11 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from histories import populate, raw_log_read
+
 from app.bootstrap import build_case_application
 from app.event_log import CaseEventLog
 from consumers.sla_clock import SlaClock
-from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
-from domain.commands import SubmitApplication
 from infra.log_setup import configure_logging
 from infra.settings import Settings
 from infra.sla_config import sla_config
@@ -53,55 +53,6 @@ START = datetime(2025, 3, 3, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
 def progress(message: str) -> None:
     print(f"[sla] {message}", file=sys.stderr, flush=True)
-
-
-def populate(app: Any, events: int) -> dict[str, Any]:
-    """Walk cases in memory and store their events in bulk until ``events`` exist."""
-    started, written, cases, batch = time.perf_counter(), 0, 0, []
-    while written < events:
-        category, fast_track = CATEGORIES_FOR_DEMO[cases % len(CATEGORIES_FOR_DEMO)]
-        commands = sample_walk(
-            category, f"YK-B-{cases:07d}", START + timedelta(minutes=cases), fast_track=fast_track
-        )
-        case = None
-        for command in commands:
-            ctx = command.context(command.occurred_at)
-            if isinstance(command, SubmitApplication):
-                case = command.create(ctx)
-            else:
-                command.execute(case, ctx)
-        if case is None:
-            raise RuntimeError("a sample walk starts with its application")
-        pending = case.collect_events()
-        batch.extend(app.mapper.to_stored_event(event) for event in pending)
-        written += len(pending)
-        cases += 1
-        if len(batch) >= 5000:
-            app.recorder.insert_events(batch)
-            batch = []
-    if batch:
-        app.recorder.insert_events(batch)
-    seconds = time.perf_counter() - started
-    return {
-        "cases": cases,
-        "events": written,
-        "seconds": round(seconds, 2),
-        "per_second": round(written / seconds),
-    }
-
-
-def raw_log_read(app: Any) -> dict[str, Any]:
-    started, position, count = time.perf_counter(), 0, 0
-    while True:
-        notifications = app.recorder.select_notifications(
-            start=position, limit=1000, inclusive_of_start=False
-        )
-        if not notifications:
-            break
-        count += len(notifications)
-        position = notifications[-1].id
-    seconds = time.perf_counter() - started
-    return {"notifications": count, "seconds": round(seconds, 2), "per_second": round(count / seconds)}
 
 
 def whatif(app: Any) -> dict[str, Any]:

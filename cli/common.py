@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from enum import Enum
 from typing import NoReturn
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from app.application import CaseApplication
 from app.bootstrap import build_case_application
 from domain.calendar import DAY_SECONDS, SHANGHAI
 from domain.vocabulary import Department
+from infra.messages import CaseEventMessage
 from infra.settings import Settings
 from infra.stack import endpoints
 
@@ -85,3 +89,31 @@ def database_url() -> str:
 def open_application() -> CaseApplication:
     """The case application on the configured (or local-stack) PostgreSQL."""
     return build_case_application(Settings(), database_url())
+
+
+LogBatches = Iterable[tuple[list[CaseEventMessage], int]]
+
+
+def log_progress(
+    description: str, head: int, batches: LogBatches
+) -> Iterator[tuple[list[CaseEventMessage], int]]:
+    """Pass ``(messages, position)`` batches of the log through, with a progress bar on stderr: log
+    positions read of ``head``, events so far, events/s and the time left."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[events]:,} events · {task.fields[rate]:,.0f} events/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA 剩余"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task(description, total=max(head, 1), events=0, rate=0.0)
+        events = 0
+        for batch in batches:
+            messages, position = batch
+            events += len(messages)
+            elapsed = bar.tasks[0].elapsed or 0.0
+            bar.update(task, completed=position, events=events, rate=events / elapsed if elapsed else 0.0)
+            yield batch

@@ -17,6 +17,7 @@ from rich.table import Table
 from app.application import CaseApplication
 from app.bootstrap import build_case_application
 from app.event_log import CaseEventLog
+from cli.common import log_progress
 from consumers.status import pipeline_status
 from infra.intake_messages import intake_schema_documents
 from infra.messages import json_schema_documents
@@ -176,7 +177,12 @@ def rebuild_command(names: list[str] = typer.Argument(None, help="Projections (d
     log = CaseEventLog(app)
     try:
         with psycopg.connect(ends.database_url, autocommit=True) as conn:
-            report = rebuild(conn, chosen, log.read_all, log.head)
+            report = rebuild(
+                conn,
+                chosen,
+                lambda after, until: log_progress("重建 rebuild", until, log.read_all(after, until)),
+                log.head,
+            )
     finally:
         app.close()
     console.print(

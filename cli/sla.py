@@ -20,7 +20,7 @@ from rich.table import Table
 
 from app.bootstrap import build_case_application
 from app.event_log import CaseEventLog
-from cli.common import NowOption, database_url, days, department_label, label, parse_now
+from cli.common import NowOption, database_url, days, department_label, label, log_progress, parse_now
 from domain.calendar import SHANGHAI
 from domain.vocabulary import Category, Stage
 from infra.messages import CaseEventMessage
@@ -280,7 +280,8 @@ def whatif(
     app = build_case_application(Settings(), database_url(), create_tables=False)
     histories: dict[UUID, list[CaseEventMessage]] = defaultdict(list)
     try:
-        for messages, _ in CaseEventLog(app).read_all():
+        log = CaseEventLog(app)
+        for messages, _ in log_progress("假设分析 what-if: reading", log.head(), log.read_all()):
             for message in messages:
                 histories[message.case_id].append(message)
     finally:
