@@ -127,6 +127,23 @@ def dispatch_file(tmp_path: Path, **auto: bool) -> Path:
     return path
 
 
+def yekuo(database_url: str, *args: str, dispatch: Path | None = None) -> str:
+    """What the ``yekuo`` command prints (it must exit 0)."""
+    env = {**os.environ, "DATABASE_URL": database_url, "COLUMNS": "200"}
+    if dispatch is not None:
+        env["YEKUO_DISPATCH_FILE"] = str(dispatch)
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def handler_assignments(app: CaseApplication, number: str) -> list[Case.HandlerAssigned]:
     return [e for e in app.history(number) if isinstance(e, Case.HandlerAssigned)]
 
@@ -145,15 +162,7 @@ def test_queues_put_special_care_first_then_the_higher_priority_tier_then_the_ol
 
     with psycopg.connect(fresh_database_url, autocommit=True) as conn:
         rows = queries.department_queue(conn, "OPERATIONS", NOW)
-    printed = subprocess.run(
-        [sys.executable, "-m", "cli.main", "queue", "OPERATIONS"],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": fresh_database_url, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    printed = yekuo(fresh_database_url, "queue", "OPERATIONS")
 
     expected = ["YK-Q-CARE", "YK-Q-RAISED", "YK-Q-TIER2", "YK-Q-OLD", "YK-Q-NEW"]
     assert [row["case_number"] for row in rows] == expected
@@ -193,6 +202,8 @@ def test_an_escalation_notifies_the_supervisor_of_each_department_holding_the_ca
     assert listed[0]["escalated_by"] == "周主任"
     assert [r["case_number"] for r in for_planning] == ["YK-E-1"] and for_metering == []
     assert any(n["recipient_kind"] == "SUPERVISOR" and n["kind"] == "CASE_ESCALATED" for n in inbox)
+    printed = yekuo(fresh_database_url, "case", "escalated", "--department", "DISPATCH")
+    assert "YK-E-1" in printed and "会签超时督办" in printed and "调度" in printed
 
     key = "test-key-" + "k" * 40
     api = create_app(Settings(api_token_key=key, state_dir=tmp_path), fresh_database_url, None)
@@ -268,9 +279,9 @@ def test_a_department_with_auto_assign_off_is_left_alone(
     project(app, fresh_database_url)
     config = dispatch_file(tmp_path, OPERATIONS=False, MARKETING=True)
 
-    counts = AutoAssigner(app, fresh_database_url, dispatch_file=config, clock=lambda: NOW).tick()
+    printed = yekuo(fresh_database_url, "auto-assign", "--once", "--now", NOW.isoformat(), dispatch=config)
 
-    assert counts["assigned"] == 1
+    assert "due 1, assigned 1" in printed
     assert handler_assignments(app, "YK-OFF-1") == []
     plan = [e for e in handler_assignments(app, "YK-OFF-2") if e.stage == "SUPPLY_PLAN"]
     assert [(e.handler.department, e.reason) for e in plan] == [("MARKETING", "auto")]
