@@ -179,15 +179,19 @@ def test_an_escalation_notifies_the_supervisor_of_each_department_holding_the_ca
     app: CaseApplication, fresh_database_url: str, tmp_path: Path
 ) -> None:
     walk_until(app, "YK-E-1", lambda c: c.command_type == "RejectPlanReview", category="HV_SINGLE")
-    walk_until(app, "YK-E-CLOSED", lambda c: False)
+    walk_until(app, "YK-E-DONE", lambda c: False, category="HV_DUAL")  # escalated on its way, then closed
     escalate = staff_command(EscalateCase, "YK-E-1", MANAGER, "重要客户, 会签超时督办")
     assert app.execute(escalate).accepted
     project(app, fresh_database_url)
 
     with psycopg.connect(fresh_database_url, autocommit=True) as conn:
         supervised = conn.execute(
-            "SELECT recipient, message FROM notifications WHERE kind = 'CASE_ESCALATED' ORDER BY recipient"
+            "SELECT recipient, message FROM notifications WHERE kind = 'CASE_ESCALATED' "
+            "AND case_number = 'YK-E-1' ORDER BY recipient"
         ).fetchall()
+        done_notified = conn.execute(
+            "SELECT count(*) FROM notifications WHERE kind = 'CASE_ESCALATED' AND case_number = 'YK-E-DONE'"
+        ).fetchone()
         listed = queries.escalated_cases(conn)
         for_planning = queries.escalated_cases(conn, "PLANNING")
         for_metering = queries.escalated_cases(conn, "METERING")
@@ -200,6 +204,7 @@ def test_an_escalation_notifies_the_supervisor_of_each_department_holding_the_ca
         ("YK-E-1", 1, holding)
     ]
     assert listed[0]["escalated_by"] == "周主任"
+    assert done_notified is not None and done_notified[0] >= 1  # notified then; closed, so no longer listed
     assert [r["case_number"] for r in for_planning] == ["YK-E-1"] and for_metering == []
     assert any(n["recipient_kind"] == "SUPERVISOR" and n["kind"] == "CASE_ESCALATED" for n in inbox)
     printed = yekuo(fresh_database_url, "case", "escalated", "--department", "DISPATCH")
