@@ -175,6 +175,22 @@ def test_queues_put_special_care_first_then_the_higher_priority_tier_then_the_ol
     assert "特殊关怀" in printed and "未派工" in printed
 
 
+def test_priority_and_special_care_are_given_at_submission_on_the_command_line(
+    app: CaseApplication, fresh_database_url: str
+) -> None:
+    yekuo(
+        fresh_database_url,
+        *("case", "submit", "YK-Q-CLI", "--category", "RESIDENTIAL", "--customer-name", "王秀英"),
+        *("--customer-ref", "C-9", "--phone", "13905990123", "--id-number", "350782196805120027"),
+        *("--address", "武夷山市柳营路18号", "--capacity-kva", "8", "--supply-voltage", "220V"),
+        *("--priority-tier", "2", "--special-care", "--actor", "cs-0101,林晓燕,CUSTOMER_SERVICE"),
+    )
+
+    case = app.get_case("YK-Q-CLI")
+
+    assert (case.priority_tier, case.special_care) == (2, True)
+
+
 def test_an_escalation_notifies_the_supervisor_of_each_department_holding_the_case_and_is_listed(
     app: CaseApplication, fresh_database_url: str, tmp_path: Path
 ) -> None:
