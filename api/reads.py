@@ -191,7 +191,8 @@ def read_router() -> APIRouter:
         principal: Principal = Depends(allow(*READERS)),
         svc: Services = Depends(services),
     ) -> list[dict[str, Any]]:
-        """待办 open work items of a department, oldest first, with age and the deadline of its clock."""
+        """待办 open work items of a department with age and the deadline of its clock, in dispatch order:
+        special care first, then the higher priority tier, the nearer deadline, the older item."""
         scoped_department(principal, department)
         with svc.connection() as conn:
             return jsonable_encoder(queries.department_queue(conn, department, svc.clock()))
@@ -206,6 +207,19 @@ def read_router() -> APIRouter:
         scoped_department(principal, department)
         with svc.connection() as conn:
             return jsonable_encoder(queries.department_inbox(conn, department, svc.clock()))
+
+    @router.get("/escalated-cases", tags=["departments"])
+    def escalated_cases(
+        department: str | None = None,
+        limit: int = Query(200, ge=1, le=1000),
+        _: Principal = Depends(allow(*OVERSEERS)),
+        svc: Services = Depends(services),
+    ) -> list[dict[str, Any]]:
+        """督办案件 open cases under escalation, latest first; optionally those escalated to a department."""
+        if department is not None:
+            known_department(department)
+        with svc.connection() as conn:
+            return jsonable_encoder(queries.escalated_cases(conn, department, limit))
 
     @router.get("/workload", tags=["departments"])
     def workload(

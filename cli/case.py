@@ -288,6 +288,8 @@ def submit(
     important: bool = typer.Option(False, help="重要客户 important customer."),
     external_line_works: bool = typer.Option(False, help="需外线工程 external line works needed."),
     fast_track: bool = typer.Option(False, help="三零 fast track."),
+    priority_tier: int = typer.Option(0, help="优先级 priority tier: 0 普通 … 3 特急."),
+    special_care: bool = typer.Option(False, help="特殊关怀 special care: elderly, disabled, hospital."),
     documents: str = typer.Option("", help="Documents handed in, comma-separated."),
     actor: str = ActorOption,
     channel: str = typer.Option("COUNTER", help=f"One of: {', '.join(Channel)}."),
@@ -309,6 +311,8 @@ def submit(
         external_line_works=external_line_works,
         important_customer=important,
         fast_track=fast_track,
+        priority_tier=priority_tier,
+        special_care=special_care,
         documents=tuple(d.strip() for d in documents.split(",") if d.strip()),
     )
     common = _common(case_number, actor, channel, "", command_id, occurred_at)

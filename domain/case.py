@@ -499,9 +499,19 @@ class Case(Aggregate):
             case.pause = None
 
     class CaseEscalated(Event):
-        """已督办."""
+        """已督办: the supervisors of ``departments`` (those holding the case then) are notified.
+
+        Version 2 added ``departments``; v1 histories load through ``upcast_v1_v2`` with none named.
+        """
+
+        class_version = 2
 
         level: int
+        departments: list[str]
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["departments"] = []
 
         def evolve(self, case: Case) -> None:
             case.escalation_level = self.level
@@ -598,6 +608,19 @@ class Case(Aggregate):
         previous_calendar_version: str
         calendar_version: str
 
+    class PriorityChanged(Event):
+        """优先级已调整: the priority tier (0 normal … 3) or the special-care flag (特殊关怀: elderly,
+        disabled, hospitals) changed after submission; every queue orders by them."""
+
+        priority_tier: int
+        special_care: bool
+        previous_priority_tier: int
+        previous_special_care: bool
+
+        def evolve(self, case: Case) -> None:
+            case.priority_tier = self.priority_tier
+            case.special_care = self.special_care
+
     # ---- state (assigned by ApplicationSubmitted.evolve) ---------------------------------------------
     # Declared for type checkers only: at run time the aggregate's __init__ must stay free of fields.
     if TYPE_CHECKING:
@@ -680,6 +703,15 @@ class Case(Aggregate):
     def accountable(self) -> dict[Stage, OpenStage]:
         """For each open stage, who is accountable for it now."""
         return {Stage(name): item for name, item in self.open_stages.items()}
+
+    def holding_departments(self) -> list[str]:
+        """The departments holding the case now: those of its open stages and pending plan reviews; while
+        it waits for the customer, the customer manager's (首问负责制). Sorted, each once."""
+        held = {item.department.value for item in self.open_stages.values()}
+        held |= {department for department, status in self.plan_reviews.items() if status == PENDING}
+        if not held and self.customer_manager is not None:
+            held.add(self.customer_manager.department)
+        return sorted(held)
 
     # ---- recording --------------------------------------------------------------------------------
 
@@ -1180,7 +1212,9 @@ class Case(Aggregate):
         """督办 (reason): raises the case's escalation level."""
         self._check_open_case(ctx)
         self._check_reason(ctx, "an escalation")
-        self._record(Case.CaseEscalated, ctx, level=self.escalation_level + 1)
+        self._record(
+            Case.CaseEscalated, ctx, level=self.escalation_level + 1, departments=self.holding_departments()
+        )
 
     def acknowledge_notification(self, ctx: CommandContext, notification_id: str) -> None:
         """通知确认: the addressed department has read a notification (also after the case closed)."""
@@ -1264,3 +1298,23 @@ class Case(Aggregate):
             raise _reject("CANCEL_AFTER_ENERGISING", "an energised case cannot be cancelled")
         withdrawn = sorted(self.open_stages, key=lambda s: Stage(s).position)
         self._record(Case.CaseCancelled, ctx, withdrawn_stages=withdrawn)
+
+    def change_priority(self, ctx: CommandContext, priority_tier: int, special_care: bool) -> None:
+        """调整优先级 (reason): a new priority tier (0-3) or special-care flag for an open case."""
+        self._check_open_case(ctx)
+        self._check_reason(ctx, "a priority change")
+        if priority_tier not in range(4):
+            raise _reject("PRIORITY_TIER_RANGE", "priority tier must be 0 (normal) to 3")
+        if (priority_tier, special_care) == (self.priority_tier, self.special_care):
+            raise _reject(
+                "PRIORITY_UNCHANGED",
+                f"the case already has priority tier {priority_tier} and special care {special_care}",
+            )
+        self._record(
+            Case.PriorityChanged,
+            ctx,
+            priority_tier=priority_tier,
+            special_care=special_care,
+            previous_priority_tier=self.priority_tier,
+            previous_special_care=self.special_care,
+        )

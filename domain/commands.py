@@ -479,6 +479,17 @@ class CancelCase(Command):
         case.cancel(ctx)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ChangePriority(Command):
+    """调整优先级 (reason): priority tier 0 (normal) to 3 and the special-care flag (特殊关怀)."""
+
+    priority_tier: int
+    special_care: bool = False
+
+    def execute(self, case: Case, ctx: CommandContext) -> None:
+        case.change_priority(ctx, self.priority_tier, self.special_care)
+
+
 COMMAND_TYPES: dict[str, type[Command]] = {
     cls.__name__: cls
     for cls in (
@@ -519,6 +530,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         ReviseSlaDeadline,
         ReturnToStage,
         CancelCase,
+        ChangePriority,
     )
 }
 """Every command by name: the explicit registry used by the CLI, the HTTP API and intake."""

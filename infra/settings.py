@@ -124,6 +124,13 @@ class Settings(BaseSettings):
         default=None, description="Table of source systems; unset: infra/data/source_systems.json."
     )
 
+    # dispatch: automatic handler assignment (consumers/auto_assign.py)
+    dispatch_file: Path | None = Field(
+        default=None, description="Auto-assignment and handlers per department; unset: infra/data."
+    )
+    auto_assign_tick_seconds: float = Field(
+        default=5.0, gt=0, description="How often `yekuo auto-assign` looks for unassigned stages."
+    )
     log_level: str = Field(default="INFO")
     log_json: bool | None = Field(default=None, description="JSON logs; unset: JSON unless on a TTY.")
 

@@ -6,6 +6,7 @@ recipient), so a redelivered or replayed event can never make a second one:
   department, or a parallel review is requested → that department's inbox, with a due date;
 - an unacknowledged notification is escalated (``NotificationEscalated``, a case event issued by
   ``consumers.escalator``) → the supervisor of that department;
+- a case is escalated (督办, ``CaseEscalated``) → the supervisor of each department holding it then;
 - milestones the customer cares about → the customer (by customer reference).
 Acknowledging is a case command too (``AcknowledgeNotification``), so the inbox is rebuildable.
 Handing notifications to SMS/IM gateways is ``consumers.dispatcher``'s job; its ledger is not a read model.
@@ -148,6 +149,15 @@ class NotificationsProjection:
                     p["department"],
                     "ESCALATED",
                     f"督办: {label} 未及时确认 — {note['message']}",
+                    None,
+                )
+        elif event.type == "CaseEscalated":
+            for department in p.get("departments", []):  # v1 escalations named none
+                notify(
+                    "SUPERVISOR",
+                    department,
+                    "CASE_ESCALATED",
+                    f"督办: 案件 {number} (第 {p['level']} 次) — {event.reason}",
                     None,
                 )
         elif event.type == "SlaThresholdCrossed" and p["department"] in Department.__members__:

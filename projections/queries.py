@@ -48,14 +48,18 @@ def cases_of_customer(conn: psycopg.Connection[Any], customer_ref: str, limit: i
 def department_queue(
     conn: psycopg.Connection[Any], department: str, now: datetime, limit: int = 200
 ) -> list[Row]:
-    """A department's open work items (待办), oldest first, with age and the running clock's deadline."""
+    """A department's open work items (待办) with age and the running clock's deadline, in dispatch order:
+    special care (特殊关怀) first, then the higher priority tier, the nearer deadline, the older item."""
     return _rows(
         conn,
         """
         SELECT w.case_number, w.item_no, w.kind, w.stage, w.department, w.handler_id, w.handler_name,
                w.received_at, extract(epoch FROM %(now)s - w.received_at)::bigint AS age_seconds,
-               c.deadline_at AS due_at, c.clock_id
+               c.deadline_at AS due_at, c.clock_id, coalesce(d.special_care, false) AS special_care,
+               coalesce(d.priority_tier, 0) AS priority_tier,
+               coalesce(d.escalation_level, 0) AS escalation_level
         FROM work_items w
+        LEFT JOIN case_dispatch d ON d.case_id = w.case_id
         LEFT JOIN LATERAL (
             SELECT deadline_at, clock_id FROM sla_clocks c
             WHERE c.case_id = w.case_id AND c.stopped_at IS NULL AND c.stage = w.stage
@@ -64,10 +68,28 @@ def department_queue(
             LIMIT 1
         ) c ON true
         WHERE w.department = %(department)s AND w.completed_at IS NULL
-        ORDER BY w.received_at, w.case_number, w.item_no
+        ORDER BY coalesce(d.special_care, false) DESC, coalesce(d.priority_tier, 0) DESC,
+                 c.deadline_at NULLS LAST, w.received_at, w.case_number, w.item_no
         LIMIT %(limit)s
         """,
         {"department": department, "now": now, "limit": limit},
+    )
+
+
+def escalated_cases(
+    conn: psycopg.Connection[Any], department: str | None = None, limit: int = 200
+) -> list[Row]:
+    """Open cases under 督办, latest escalation first; optionally those escalated to one department."""
+    return _rows(
+        conn,
+        """
+        SELECT case_number, escalation_level, escalations, escalated_at, escalated_by, escalation_reason,
+               escalated_departments, priority_tier, special_care
+        FROM escalated_cases
+        WHERE %(department)s::text IS NULL OR escalated_departments ? %(department)s
+        ORDER BY escalated_at DESC, case_number LIMIT %(limit)s
+        """,
+        {"department": department, "limit": limit},
     )
 
 

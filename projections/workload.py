@@ -4,6 +4,9 @@ A work item is a stage held by a department (and, once assigned, a handler) or o
 review of a supply plan. It is received when the stage opens or the review is requested and completed
 when the stage completes, the review is answered, the holder changes (改派: a new item starts), or the
 case is returned or cancelled (withdrawn). The views compute ageing against the current time.
+
+Beside the items, one ``case_dispatch`` row per case keeps what orders the queues (special care, priority
+tier; set at submission, changed by ``PriorityChanged``) and the case's 督办 (``escalated_cases`` view).
 """
 
 from __future__ import annotations
@@ -31,6 +34,25 @@ TABLE = Table(
     ("case_id", "item_no"),
     indexes=(("department", "completed_at"),),
 )
+DISPATCH = Table(
+    "case_dispatch",
+    (
+        Column("case_id", "uuid NOT NULL"),
+        Column("case_number", "text NOT NULL"),
+        Column("priority_tier", "int NOT NULL"),
+        Column("special_care", "boolean NOT NULL"),
+        Column("closed_at", "timestamptz"),
+        Column("escalation_level", "int NOT NULL"),
+        Column("escalations", "int NOT NULL"),
+        Column("escalated_at", "timestamptz"),
+        Column("escalated_by", "text"),
+        Column("escalation_reason", "text"),
+        Column("escalated_departments", "jsonb", json=True),
+    ),
+    ("case_id",),
+    indexes=(("escalated_at",),),
+)
+"""One row per case: what orders every queue (特殊关怀 first, then the priority tier) and its 督办 state."""
 
 VIEWS = (
     """CREATE OR REPLACE VIEW department_workload AS
@@ -57,6 +79,10 @@ VIEWS = (
         SELECT department, (completed_at AT TIME ZONE 'Asia/Shanghai')::date, 0, 1
         FROM work_items WHERE completed_at IS NOT NULL
     ) flow GROUP BY department, day""",
+    """CREATE OR REPLACE VIEW escalated_cases AS
+    SELECT case_number, escalation_level, escalations, escalated_at, escalated_by, escalation_reason,
+           escalated_departments, priority_tier, special_care
+    FROM case_dispatch WHERE escalations > 0 AND closed_at IS NULL""",
     """CREATE OR REPLACE VIEW department_time_in_hand AS
     SELECT department, kind, count(*) AS completed_items,
            avg(completed_at - received_at) AS average_time_in_hand,
@@ -67,10 +93,11 @@ VIEWS = (
 
 class WorkloadProjection:
     name = "workload"
-    tables = (TABLE,)
+    tables = (TABLE, DISPATCH)
     views = VIEWS
 
     def apply(self, rows: CaseRows, event: CaseEventMessage) -> None:
+        _dispatch(rows, event)
         items = rows.setdefault(TABLE.name, [])
         p = event.payload
         kind = event.type
@@ -94,6 +121,41 @@ class WorkloadProjection:
             _complete(items, event, "WITHDRAWN", kind="REVIEW")
         elif kind in ("CaseReturned", "CaseCancelled"):
             _complete(items, event, "WITHDRAWN")
+
+
+def _dispatch(rows: CaseRows, event: CaseEventMessage) -> None:
+    """The case's priority and escalation row. A case whose history began before this table existed gets
+    its row at its next event (priority normal until ``yekuo projections rebuild workload``)."""
+    p = event.payload
+    dispatch = rows.setdefault(DISPATCH.name, [])
+    if not dispatch:
+        dispatch.append(
+            {
+                "case_id": event.case_id,
+                "case_number": event.case_number,
+                "priority_tier": p.get("priority_tier", 0),
+                "special_care": p.get("special_care", False),
+                "closed_at": None,
+                "escalation_level": 0,
+                "escalations": 0,
+                "escalated_at": None,
+                "escalated_by": None,
+                "escalation_reason": None,
+                "escalated_departments": [],
+            }
+        )
+    row = dispatch[0]
+    if event.type == "PriorityChanged":
+        row["priority_tier"], row["special_care"] = p["priority_tier"], p["special_care"]
+    elif event.type == "CaseEscalated":
+        row["escalation_level"], row["escalations"] = p["level"], row["escalations"] + 1
+        row["escalated_at"], row["escalated_by"] = event.occurred_at, event.actor.name
+        row["escalation_reason"] = event.reason
+        row["escalated_departments"] = p.get("departments", [])  # absent from v1 messages
+    elif event.type == "NotificationEscalated":
+        row["escalation_level"] = p["level"]
+    elif event.type in ("CaseCompleted", "CaseCancelled"):
+        row["closed_at"] = event.occurred_at
 
 
 def _open(items: list[Row], **match: Any) -> list[Row]:

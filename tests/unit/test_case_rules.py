@@ -389,6 +389,9 @@ RULES: dict[str, Callable[[], object]] = {
     "APPLICATION_INCOMPLETE": lambda: new_case(address=" "),
     "CAPACITY_POSITIVE": lambda: new_case(capacity_kva=0.0),
     "PRIORITY_TIER_RANGE": lambda: new_case(priority_tier=7),
+    "PRIORITY_UNCHANGED": lambda: new_case(priority_tier=2).change_priority(
+        Clock(now=START + timedelta(days=1)).ctx(CLERK, "复核"), 2, False
+    ),
     "FAST_TRACK_NOT_ELIGIBLE": lambda: new_case("HV_SINGLE", fast_track=True),
     "PHONE_FORMAT": lambda: new_case(contact_phone="1390599012"),
     "ID_NUMBER_FORMAT": lambda: new_case(id_number="35078219680512002"),
