@@ -21,6 +21,7 @@ from domain.vocabulary import Department, Stage
 from infra.messages import CaseEventMessage
 from infra.sla_config import SlaConfig
 from projections.estimates import INTERNAL_STEP_DAYS, due_after, review_limit_days, stage_limit_days
+from projections.quality import complaint_notice
 from projections.tables import CaseRows, Column, Row, Table
 
 _NAMESPACE = uuid5(NAMESPACE_URL, "https://yekuo.example/notifications")
@@ -65,6 +66,7 @@ CUSTOMER_MILESTONES = {
     "ConnectionScheduled": "装表接电已预约",
     "Energised": "已送电",
     "CaseCancelled": "您的申请已撤销",
+    "ComplaintResolved": "您的投诉已处理, 请确认处理结果",
 }
 
 
@@ -152,6 +154,9 @@ class NotificationsProjection:
                 )
         elif event.type == "SlaThresholdCrossed" and p["department"] in Department.__members__:
             self._sla(notify, p, number)
+        elif (notice := complaint_notice(event)) is not None:
+            limit = self.config.rules.in_force(self.config.rule_set, on).complaint_limit(facts["category"])
+            notify("DEPARTMENT", *notice, due(limit or INTERNAL_STEP_DAYS))
         if event.type in CUSTOMER_MILESTONES:
             notify(
                 "CUSTOMER",
@@ -164,7 +169,7 @@ class NotificationsProjection:
     @staticmethod
     def _sla(notify: Any, p: dict[str, Any], number: str) -> None:
         """Notice → the holding department; warning (80 %) → also its supervisor; breach → both."""
-        stage = Stage(p["stage"]).label
+        stage = "投诉处理" if p["stage"] == "COMPLAINT" else Stage(p["stage"]).label
         holder = f"{Department(p['department']).label}{' ' + p['handler'] if p['handler'] else ''}"
         words = {"NOTICE": "时限过半", "WARNING": "时限预警", "BREACH": "已超期"}[p["level"]]
         message = f"{words}: 案件 {number} {stage} (责任: {holder})"
