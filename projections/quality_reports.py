@@ -215,3 +215,39 @@ def quality_report(
         conn.execute(_ERRORS, period).fetchall(),
         conn.execute(_COMPLAINT_CLOCKS, period).fetchall(),
     )
+
+
+def _rate_json(rate: Rate) -> dict[str, Any]:
+    return {"events": rate.events, "cases": rate.cases, "per_100": rate.per_100, "per_case": rate.per_case}
+
+
+def _satisfaction_json(value: Satisfaction) -> dict[str, Any]:
+    return {
+        "count": value.count,
+        "average": value.average,
+        "distribution": {str(score): n for score, n in value.distribution.items()},
+        "low_share": value.low_share,
+    }
+
+
+def quality_json(report: QualityReport) -> dict[str, Any]:
+    """The report as plain JSON-ready data (codes, not labels), for the API."""
+    return {
+        "complaints": _rate_json(report.complaints),
+        "complaint_rate_by": {
+            d: {g: _rate_json(r) for g, r in groups.items()} for d, groups in report.complaint_rate_by.items()
+        },
+        "complaints_by_category": report.complaints_by_category,
+        "complaints_by_status": report.complaints_by_status,
+        "reopened": report.reopened,
+        "complaint_clocks": report.complaint_clocks,
+        "complaint_clocks_on_time": report.complaint_clocks_on_time,
+        "satisfaction": _satisfaction_json(report.satisfaction),
+        "satisfaction_by_month": {m: _satisfaction_json(s) for m, s in report.satisfaction_by_month.items()},
+        "service_errors": _rate_json(report.errors),
+        "service_error_rate_by": {
+            d: {g: _rate_json(r) for g, r in groups.items()} for d, groups in report.error_rate_by.items()
+        },
+        "service_errors_by_kind": report.errors_by_kind,
+        "handler_names": report.handler_names,
+    }
