@@ -4,8 +4,12 @@ it; the quality KPIs of a small known history; a rebuild gives the rows of live 
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,6 +19,7 @@ import pytest
 from app.application import CaseApplication
 from app.bootstrap import build_case_application
 from app.event_log import CaseEventLog
+from cli.case import build_command
 from consumers.sla_clock import SlaClock
 from demo.samples import sample_walk
 from domain.commands import (
@@ -34,6 +39,7 @@ from projections.rebuild import rebuild
 from projections.store import apply_events, create_schema
 from projections.tables import all_tables
 
+ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2025, 9, 1, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 DESK = Actor("cs-0101", "林晓燕", "CUSTOMER_SERVICE")
 DISPATCHER = Actor("op-0201", "陈建国", "OPERATIONS")
@@ -175,3 +181,46 @@ def test_a_complaint_clock_breaches_its_department_hears_of_it_and_the_kpis_coun
 
     assert live == rebuilt
     assert len(live["complaints"]) == 2
+
+
+def test_the_cli_lodges_a_complaint_and_shows_the_quality_kpis_in_chinese(
+    app: CaseApplication, fresh_database_url: str
+) -> None:
+    _known_history(app)
+    lodge = build_command(
+        LodgeComplaint,
+        {
+            "command_id": "cli-lodge",
+            "case_number": "YK-CP-1",
+            "actor": DESK,
+            "occurred_at": datetime(2025, 12, 1, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai")),
+            "channel": "COUNTER",
+        },
+        [
+            "complaint_id=TS-C",
+            "category=CHARGES",
+            "summary=装表收取额外费用",
+            "concerns_stage=CONNECTION",
+            "concerns_handler=mt-0618,赵磊,METERING",
+        ],
+    )
+    assert app.execute(lodge).accepted
+    log = CaseEventLog(app)
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        create_schema(conn, registry.select())
+        _project_live(conn, log, 0)
+    kpi = subprocess.run(
+        [sys.executable, "-m", "cli.main", "kpi"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": fresh_database_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert kpi.returncode == 0, kpi.stdout + kpi.stderr
+    assert "投诉率 complaint rate: 3 件投诉 / 2 件办理案件 = 150.00" in kpi.stdout
+    assert "回访满意度" in kpi.stdout and "服务差错率" in kpi.stdout and "竣工检验未通过 1" in kpi.stdout
+    assert "收费问题 1" in kpi.stdout
+    assert app.get_case("YK-CP-1").complaints["TS-C"]["department"] == "METERING"
