@@ -47,13 +47,22 @@ def _group(dimension: str, group: str, names: dict[str, str]) -> str:
     return group
 
 
+def _order(dimension: str, group: str) -> tuple[int, str]:
+    """Stages in process order, then the others by code; "none given" last."""
+    if not group:
+        return (len(Stage) + 1, "")
+    if dimension == "stage" and group in Stage.__members__:
+        return (Stage(group).position, group)
+    return (len(Stage), group)
+
+
 def _rate_table(
     title: str, dimension: str, groups: dict[str, Rate], names: dict[str, str], per: str
 ) -> Table:
     table = Table(title=title)
     for column in ("", "件数 count", "办理案件 cases", per):
         table.add_column(column)
-    for group, rate in sorted(groups.items()):
+    for group, rate in sorted(groups.items(), key=lambda item: _order(dimension, item[0])):
         value = rate.per_100 if per.startswith("投诉率") else rate.per_case
         table.add_row(_group(dimension, group, names), str(rate.events), str(rate.cases), _number(value))
     return table
