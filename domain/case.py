@@ -73,7 +73,18 @@ def _mark_notification(case: Case, notification_id: str, mark: str) -> None:
 
 
 def _complaints(case: Case) -> dict[str, dict[str, Any]]:
-    return getattr(case, "complaints", {})  # histories from before the complaint loop lack it
+    records: dict[str, dict[str, Any]] | None = getattr(case, "complaints", None)
+    if records is None:  # a snapshot from before the complaint loop: its open complaints were filed
+        records = {
+            complaint_id: {
+                "status": complaint_rules.OPEN,
+                "category": complaint_rules.LEGACY_CATEGORY,
+                "department": Department.CUSTOMER_SERVICE.value,
+                "handler": None,
+            }
+            for complaint_id in case.open_complaints
+        }
+    return records
 
 
 def _mark_complaint(case: Case, complaint_id: str, **changes: Any) -> None:
@@ -497,8 +508,8 @@ class Case(Aggregate):
         resolution: str
 
         def evolve(self, case: Case) -> None:
-            case.open_complaints = {k: v for k, v in case.open_complaints.items() if k != self.complaint_id}
             _mark_complaint(case, self.complaint_id, status=complaint_rules.RESOLVED)
+            case.open_complaints = {k: v for k, v in case.open_complaints.items() if k != self.complaint_id}
 
     class ClockPaused(Event):
         """时限已暂停 for a customer-caused reason."""

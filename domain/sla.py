@@ -320,8 +320,9 @@ class SlaTracker:
         if clock["kind"] == "REVIEW":
             return clock["department"], None
         if clock["kind"] == COMPLAINT:
-            department, handler = self.state["complaints"][clock["complaint_id"]]
-            return department, handler
+            # a complaint filed before its case's SLA state knew complaints is customer service's
+            known = self.state.get("complaints", {}).get(clock["complaint_id"], ["CUSTOMER_SERVICE", None])
+            return known[0], known[1]
         holders = self.state["holders"]
         stages = (
             _COVERED.get(clock["stage"], (clock["stage"],)) if clock["kind"] == "STAGE" else _UTILITY_STAGES

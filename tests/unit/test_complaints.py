@@ -136,6 +136,17 @@ def test_the_short_form_file_complaint_joins_the_loop_with_customer_service() ->
     assert case.complaints["TS-1"]["status"] == CLOSED
 
 
+def test_a_complaint_filed_before_the_loop_existed_is_resolved_from_an_old_snapshot() -> None:
+    case, clock = surveyed()
+    case.file_complaint(clock.ctx(CLERK), "TS-1", "太慢")
+    del case.complaints  # what a snapshot taken before the complaint loop holds
+
+    case.resolve_complaint(clock.ctx(CLERK), "TS-1", "已加急")
+
+    assert case.complaints["TS-1"]["status"] == RESOLVED
+    assert case.complaints["TS-1"]["department"] == "CUSTOMER_SERVICE"
+
+
 def test_the_complaint_commands_are_registered_for_every_door() -> None:
     for name in (
         "LodgeComplaint",
