@@ -6,7 +6,9 @@ recipient), so a redelivered or replayed event can never make a second one:
   department, or a parallel review is requested → that department's inbox, with a due date;
 - an unacknowledged notification is escalated (``NotificationEscalated``, a case event issued by
   ``consumers.escalator``) → the supervisor of that department;
-- milestones the customer cares about → the customer (by customer reference).
+- milestones the customer cares about → the customer (by customer reference);
+- a complaint (投诉) lodged, moved to another department or reopened by the customer → the accountable
+  department, due at the rule set's complaint limit (``projections.quality.complaint_notice``).
 Acknowledging is a case command too (``AcknowledgeNotification``), so the inbox is rebuildable.
 Handing notifications to SMS/IM gateways is ``consumers.dispatcher``'s job; its ledger is not a read model.
 """
