@@ -18,6 +18,7 @@ from domain.case import Case
 from domain.privacy import mask_id_number, mask_phone
 from domain.vocabulary import CustomerStep, Department
 from projections import queries
+from projections.quality_reports import quality_json, quality_report
 from projections.sla_reports import KpiReport, kpi_report
 
 READERS = (Role.STAFF, Role.MANAGER, Role.AUDITOR)
@@ -273,8 +274,12 @@ def read_router() -> APIRouter:
         _: Principal = Depends(allow(*OVERSEERS)),
         svc: Services = Depends(services),
     ) -> dict[str, Any]:
-        """指标 KPIs, the same report and filters as `yekuo kpi`."""
+        """指标 KPIs, the same report and filters as `yekuo kpi`: time KPIs and, under ``quality``,
+        complaint rate, follow-up satisfaction and service error rate."""
         with svc.connection() as conn:
-            return kpi_json(kpi_report(conn, from_, to))
+            return {
+                **kpi_json(kpi_report(conn, from_, to)),
+                "quality": quality_json(quality_report(conn, from_, to)),
+            }
 
     return router

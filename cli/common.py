@@ -33,6 +33,8 @@ def label(value: str | None, enum: type[Enum]) -> str:
     """The Chinese label of an enum value, or the value itself ("" for none)."""
     if value is None:
         return ""
+    if value == "COMPLAINT":  # the stage of a complaint's SLA clock (domain.sla.COMPLAINT)
+        return "投诉处理"
     member = getattr(enum, "__members__", {}).get(value)
     return str(getattr(member, "label", value))
 

@@ -21,11 +21,13 @@ from rich.table import Table
 from app.bootstrap import build_case_application
 from app.event_log import CaseEventLog
 from cli.common import NowOption, database_url, days, department_label, label, log_progress, parse_now
+from cli.quality import print_quality
 from domain.calendar import SHANGHAI
 from domain.vocabulary import Category, Stage
 from infra.messages import CaseEventMessage
 from infra.settings import Settings
 from infra.sla_config import sla_config
+from projections.quality_reports import quality_report
 from projections.sla_reports import (
     KPI_DIMENSIONS,
     KpiReport,
@@ -194,11 +196,14 @@ def kpi(
     from_: str | None = typer.Option(None, "--from", help="First day (YYYY-MM-DD) of clocks stopped."),
     to: str | None = typer.Option(None, "--to", help="Last day (YYYY-MM-DD)."),
 ) -> None:
-    """指标 KPI report: on-time rates, handling times (customer time excluded), breaches, coordination."""
+    """指标 KPI report: on-time rates, handling times (customer time excluded), breaches, coordination;
+    service quality: complaint rate, follow-up satisfaction, service error rate."""
     first, last = _day(from_, "--from"), _day(to, "--to")
     with psycopg.connect(database_url(), autocommit=True) as conn:
         report = kpi_report(conn, first, last)
+        quality = quality_report(conn, first, last)
     _print_kpis(report)
+    print_quality(console, quality)
 
 
 # ---- responsibility ---------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from domain import complaints as complaint_rules
 from domain.case_values import (
     SLA_LEVELS,
     ApplicationDetails,
@@ -69,6 +70,26 @@ def _sla_marks(case: Case) -> list[str]:
 
 def _mark_notification(case: Case, notification_id: str, mark: str) -> None:
     case.notification_marks = {**_notification_marks(case), notification_id: mark}
+
+
+def _complaints(case: Case) -> dict[str, dict[str, Any]]:
+    records: dict[str, dict[str, Any]] | None = getattr(case, "complaints", None)
+    if records is None:  # a snapshot from before the complaint loop: its open complaints were filed
+        records = {
+            complaint_id: {
+                "status": complaint_rules.OPEN,
+                "category": complaint_rules.LEGACY_CATEGORY,
+                "department": Department.CUSTOMER_SERVICE.value,
+                "handler": None,
+            }
+            for complaint_id in case.open_complaints
+        }
+    return records
+
+
+def _mark_complaint(case: Case, complaint_id: str, **changes: Any) -> None:
+    current = _complaints(case)
+    case.complaints = {**current, complaint_id: {**current.get(complaint_id, {}), **changes}}
 
 
 class Case(Aggregate):
@@ -471,6 +492,14 @@ class Case(Aggregate):
         def evolve(self, case: Case) -> None:
             case.open_complaints = {**case.open_complaints, self.complaint_id: self.summary}
             case.complaints_filed += 1
+            _mark_complaint(
+                case,
+                self.complaint_id,
+                status=complaint_rules.OPEN,
+                category=complaint_rules.LEGACY_CATEGORY,
+                department=Department.CUSTOMER_SERVICE.value,
+                handler=None,
+            )
 
     class ComplaintResolved(Event):
         """投诉已处理."""
@@ -479,6 +508,7 @@ class Case(Aggregate):
         resolution: str
 
         def evolve(self, case: Case) -> None:
+            _mark_complaint(case, self.complaint_id, status=complaint_rules.RESOLVED)
             case.open_complaints = {k: v for k, v in case.open_complaints.items() if k != self.complaint_id}
 
     class ClockPaused(Event):
@@ -621,6 +651,60 @@ class Case(Aggregate):
             case.priority_tier = self.priority_tier
             case.special_care = self.special_care
 
+    class ComplaintLodged(Event):
+        """投诉已受理: a complaint with its category, the stage and handler it concerns (if named), and the
+        department accountable for resolving it (see ``domain.complaints``)."""
+
+        complaint_id: str
+        category: str
+        summary: str
+        concerns_stage: str | None
+        concerns_handler: Actor | None
+        department: str
+
+        def evolve(self, case: Case) -> None:
+            case.open_complaints = {**case.open_complaints, self.complaint_id: self.summary}
+            case.complaints_filed += 1
+            _mark_complaint(
+                case,
+                self.complaint_id,
+                status=complaint_rules.OPEN,
+                category=self.category,
+                department=self.department,
+                handler=None,
+            )
+
+    class ComplaintAssigned(Event):
+        """投诉已派单: a handler (of ``department``, possibly another than before) now holds it."""
+
+        complaint_id: str
+        handler: Actor
+        department: str
+        previous_department: str
+
+        def evolve(self, case: Case) -> None:
+            _mark_complaint(
+                case, self.complaint_id, department=self.department, handler=self.handler.person_id
+            )
+
+    class ComplaintResolutionAccepted(Event):
+        """客户认可投诉处理结果: the complaint is closed."""
+
+        complaint_id: str
+
+        def evolve(self, case: Case) -> None:
+            _mark_complaint(case, self.complaint_id, status=complaint_rules.CLOSED)
+
+    class ComplaintResolutionRejected(Event):
+        """客户不认可投诉处理结果 (reason): the complaint is reopened with ``department``."""
+
+        complaint_id: str
+        department: str
+
+        def evolve(self, case: Case) -> None:
+            case.open_complaints = {**case.open_complaints, self.complaint_id: self.reason}
+            _mark_complaint(case, self.complaint_id, status=complaint_rules.OPEN)
+
     # ---- state (assigned by ApplicationSubmitted.evolve) ---------------------------------------------
     # Declared for type checkers only: at run time the aggregate's __init__ must stay free of fields.
     if TYPE_CHECKING:
@@ -662,6 +746,7 @@ class Case(Aggregate):
         pause: Pause | None
         escalation_level: int
         open_complaints: dict[str, str]
+        complaints: dict[str, dict[str, Any]]
         complaints_filed: int
         follow_up_score: int | None
         notification_marks: dict[str, str]
@@ -1179,12 +1264,13 @@ class Case(Aggregate):
         self._record(Case.ComplaintFiled, ctx, complaint_id=complaint_id, summary=summary.strip())
 
     def resolve_complaint(self, ctx: CommandContext, complaint_id: str, resolution: str) -> None:
-        """投诉办结."""
+        """投诉处理: the accountable department's resolution; the customer accepts it or not next."""
         self._check_common(ctx)
         if complaint_id not in self.open_complaints:
             raise _reject("COMPLAINT_NOT_OPEN", f"no open complaint {complaint_id}")
         if not resolution.strip():
             raise _reject("RESOLUTION_REQUIRED", "a resolved complaint states its resolution")
+        complaint_rules.check_resolver(_complaints(self), complaint_id, ctx.actor)
         self._record(Case.ComplaintResolved, ctx, complaint_id=complaint_id, resolution=resolution.strip())
 
     def pause_clock(self, ctx: CommandContext, reason_code: str) -> None:
@@ -1318,3 +1404,59 @@ class Case(Aggregate):
             previous_priority_tier=self.priority_tier,
             previous_special_care=self.special_care,
         )
+
+    def lodge_complaint(
+        self,
+        ctx: CommandContext,
+        complaint_id: str,
+        category: str,
+        summary: str,
+        concerns_stage: str | None = None,
+        concerns_handler: Actor | None = None,
+        department: str | None = None,
+    ) -> None:
+        """受理投诉 (at any time, also after completion): accountable to ``department``, else the department
+        of the concerned stage, else customer service."""
+        self._check_common(ctx)
+        complaint_rules.check_lodging(
+            _complaints(self), complaint_id, category, summary, concerns_stage, self.route.stages, department
+        )
+        held = {stage.value: owner.value for stage, owner in DEFAULT_OWNER.items()}
+        held |= {stage: item.department.value for stage, item in self.open_stages.items()}
+        self._record(
+            Case.ComplaintLodged,
+            ctx,
+            complaint_id=complaint_id.strip(),
+            category=category,
+            summary=summary.strip(),
+            concerns_stage=concerns_stage,
+            concerns_handler=concerns_handler,
+            department=complaint_rules.accountable_department(department, concerns_stage, held),
+        )
+
+    def assign_complaint(self, ctx: CommandContext, complaint_id: str, handler: Actor) -> None:
+        """投诉派单: name the handler; a handler of another department moves the complaint there (reason)."""
+        self._check_common(ctx)
+        complaint_rules.check_assignment(_complaints(self), complaint_id, ctx.actor, handler, ctx.reason)
+        self._record(
+            Case.ComplaintAssigned,
+            ctx,
+            complaint_id=complaint_id,
+            handler=handler,
+            department=handler.department,
+            previous_department=_complaints(self)[complaint_id]["department"],
+        )
+
+    def accept_complaint_resolution(self, ctx: CommandContext, complaint_id: str) -> None:
+        """客户认可处理结果: the complaint is closed."""
+        self._check_common(ctx)
+        complaint_rules.check_customer_answer(_complaints(self), complaint_id)
+        self._record(Case.ComplaintResolutionAccepted, ctx, complaint_id=complaint_id)
+
+    def reject_complaint_resolution(self, ctx: CommandContext, complaint_id: str) -> None:
+        """客户不认可处理结果 (reason): the complaint is reopened and its time limit starts again."""
+        self._check_common(ctx)
+        complaint_rules.check_customer_answer(_complaints(self), complaint_id)
+        self._check_reason(ctx, "a refused resolution")
+        department = _complaints(self)[complaint_id]["department"]
+        self._record(Case.ComplaintResolutionRejected, ctx, complaint_id=complaint_id, department=department)

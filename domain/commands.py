@@ -490,6 +490,64 @@ class ChangePriority(Command):
         case.change_priority(ctx, self.priority_tier, self.special_care)
 
 
+# ---- complaints (投诉) -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class LodgeComplaint(Command):
+    """受理投诉: category, text, optionally the stage and handler it concerns and the accountable
+    department (default: the concerned stage's department, else customer service)."""
+
+    complaint_id: str
+    category: str
+    summary: str
+    concerns_stage: Stage | None = None
+    concerns_handler: Actor | None = None
+    department: str | None = None
+
+    def execute(self, case: Case, ctx: CommandContext) -> None:
+        case.lodge_complaint(
+            ctx,
+            self.complaint_id,
+            self.category,
+            self.summary,
+            Stage(self.concerns_stage).value if self.concerns_stage else None,
+            self.concerns_handler,
+            self.department,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class AssignComplaint(Command):
+    """投诉派单: the handler; one of another department moves the complaint there (reason)."""
+
+    complaint_id: str
+    handler: Actor
+
+    def execute(self, case: Case, ctx: CommandContext) -> None:
+        case.assign_complaint(ctx, self.complaint_id, self.handler)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AcceptComplaintResolution(Command):
+    """客户认可投诉处理结果."""
+
+    complaint_id: str
+
+    def execute(self, case: Case, ctx: CommandContext) -> None:
+        case.accept_complaint_resolution(ctx, self.complaint_id)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RejectComplaintResolution(Command):
+    """客户不认可投诉处理结果 (reason): reopened."""
+
+    complaint_id: str
+
+    def execute(self, case: Case, ctx: CommandContext) -> None:
+        case.reject_complaint_resolution(ctx, self.complaint_id)
+
+
 COMMAND_TYPES: dict[str, type[Command]] = {
     cls.__name__: cls
     for cls in (
@@ -531,6 +589,10 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         ReturnToStage,
         CancelCase,
         ChangePriority,
+        LodgeComplaint,
+        AssignComplaint,
+        AcceptComplaintResolution,
+        RejectComplaintResolution,
     )
 }
 """Every command by name: the explicit registry used by the CLI, the HTTP API and intake."""

@@ -15,6 +15,10 @@ Which clocks, and what starts and stops them:
   rejection by another department withdraws the others (the plan goes back to drafting).
 - ``CASE`` (whole case, when the rule set has a limit): acceptance → energised, customer time excluded
   (waiting for the customer's documents, confirmation or works, and pauses).
+- ``COMPLAINT`` (one per complaint, 投诉处理时限, when the rule set has complaint limits): lodged →
+  resolved; the customer's refusal of the resolution starts a new clock for the same complaint. It is
+  held by the complaint's accountable department and handler, is not paused by the case's customer
+  pauses and is not stopped by a cancellation: a complaint is answered whatever became of the case.
 Customer-caused pauses stop every running clock's count. Rejections inside a utility stage and returns
 (退回) to an earlier step keep running clocks going: rework is utility time. Cancellation stops all.
 A stage without a limit in the rule set has no clock. Limits come from the rule-set version in force
@@ -88,6 +92,11 @@ RELEVANT_EVENTS = frozenset(
         *_CUSTOMER_ACTS,
         *_REQUESTED,
         *_ANSWERED,
+        "ComplaintFiled",
+        "ComplaintLodged",
+        "ComplaintAssigned",
+        "ComplaintResolved",
+        "ComplaintResolutionRejected",
     }
 )
 """The events that start, stop, pause or re-attribute clocks; the others leave them as they are."""
@@ -101,6 +110,14 @@ class Fact:
     occurred_at: datetime
     department: str
     payload: Mapping[str, Any]
+
+
+COMPLAINT = "COMPLAINT"
+"""The kind (and stage) of a complaint's clock."""
+
+
+def _key(clock: State) -> tuple[str, str, str | None, str | None]:
+    return clock["kind"], clock["stage"], clock["department"], clock.get("complaint_id")
 
 
 PAUSE, CUSTOMER = "PAUSE", "CUSTOMER"
@@ -197,11 +214,13 @@ class SlaTracker:
             self._end_exclusions(at, CUSTOMER)
             self._rehold(at)
         elif kind == "CaseCancelled":
-            self._stop(at, "CANCELLED")
+            for cancelled in ("STAGE", "REVIEW", "CASE"):
+                self._stop(at, "CANCELLED", kind=cancelled)
         elif kind == "ClockPaused":
             s["flags"]["paused"] = at
             for clock in self.running():
-                _open_exclusion(clock, at, PAUSE)
+                if clock["kind"] != COMPLAINT:
+                    _open_exclusion(clock, at, PAUSE)
         elif kind == "ClockResumed":
             s["flags"].pop("paused", None)
             self._end_exclusions(at, PAUSE)
@@ -216,12 +235,32 @@ class SlaTracker:
             for clock in s["clocks"]:
                 if clock["id"] == p["clock_id"]:
                     clock["calendar_version"] = p["calendar_version"]
+        elif kind.startswith("Complaint"):
+            self._complaint(kind, p, at)
         return True
+
+    def _complaint(self, kind: str, p: Mapping[str, Any], at: str) -> None:
+        """Complaint facts: lodged (or filed, the short form: customer service) and reopened start a clock,
+        resolved stops it, an assignment re-attributes it."""
+        holders = self.state.setdefault("complaints", {})
+        complaint_id = p["complaint_id"]
+        if kind in ("ComplaintFiled", "ComplaintLodged"):
+            holders[complaint_id] = [p.get("department") or "CUSTOMER_SERVICE", None]
+            self._start(COMPLAINT, COMPLAINT, at, complaint_id=complaint_id)
+        elif kind == "ComplaintAssigned":
+            holders[complaint_id] = [p["department"], p["handler"]["name"]]
+            self._rehold(at)
+        elif kind == "ComplaintResolved":
+            self._stop(at, "RESOLVED", kind=COMPLAINT, complaint_id=complaint_id)
+        elif kind == "ComplaintResolutionRejected":
+            self._start(COMPLAINT, COMPLAINT, at, complaint_id=complaint_id)
 
     def running(self, kind: str | None = None) -> list[State]:
         return [c for c in self.state["clocks"] if c["stopped_at"] is None and kind in (None, c["kind"])]
 
-    def _start(self, kind: str, stage: str, at: str, department: str | None = None) -> None:
+    def _start(
+        self, kind: str, stage: str, at: str, department: str | None = None, complaint_id: str | None = None
+    ) -> None:
         s = self.state
         if kind == "STAGE" and stage not in s.get("route", ()):
             return
@@ -230,22 +269,26 @@ class SlaTracker:
             limit = rules.stage_limit(s["category"], stage)
         elif kind == "REVIEW":
             limit = rules.review_limit_days
+        elif kind == COMPLAINT:
+            limit = rules.complaint_limit(s["category"])
         else:
             limit = rules.whole_case_limit(s["category"], s["external"])
         if limit is None:
             return
-        if any((c["kind"], c["stage"], c["department"]) == (kind, stage, department) for c in self.running()):
+        key = (kind, stage, department, complaint_id)
+        if any(_key(c) == key for c in self.running()):
             return  # still running (e.g. through a return): rework goes on the same clock
-        number = 1 + sum(
-            1 for c in s["clocks"] if (c["kind"], c["stage"], c["department"]) == (kind, stage, department)
-        )
+        number = 1 + sum(1 for c in s["clocks"] if _key(c) == key)
+        subject = department or complaint_id
         clock: State = {
-            "id": f"{s['case_id']}:{kind}:{stage}{':' + department if department else ''}:{number}",
+            "id": f"{s['case_id']}:{kind}:{stage}{':' + subject if subject else ''}:{number}",
             "kind": kind, "stage": stage, "department": department, "started_at": at, "stopped_at": None,
             "outcome": None, "limit_days": limit, "rule_set": rules.name, "rule_version": rules.version,
             "calendar_version": self.calendar.version, "excluded": [], "holdings": [], "recorded": [],
         }  # fmt: skip
-        if "paused" in s["flags"]:
+        if complaint_id is not None:
+            clock["complaint_id"] = complaint_id
+        if "paused" in s["flags"] and kind != COMPLAINT:
             _open_exclusion(clock, at, PAUSE)
         s["clocks"].append(clock)
         self._hold(clock, at)
@@ -259,7 +302,7 @@ class SlaTracker:
 
     def _stop(self, at: str, outcome: str, *, kind: str | None = None, **match: str) -> None:
         for clock in self.running(kind):
-            if all(clock[key] == value for key, value in match.items()):
+            if all(clock.get(key) == value for key, value in match.items()):
                 clock["stopped_at"], clock["outcome"] = at, outcome
                 for window in clock["excluded"]:
                     window[1] = window[1] or at
@@ -276,6 +319,10 @@ class SlaTracker:
     def _holder(self, clock: State) -> tuple[str | None, str | None]:
         if clock["kind"] == "REVIEW":
             return clock["department"], None
+        if clock["kind"] == COMPLAINT:
+            # a complaint filed before its case's SLA state knew complaints is customer service's
+            known = self.state.get("complaints", {}).get(clock["complaint_id"], ["CUSTOMER_SERVICE", None])
+            return known[0], known[1]
         holders = self.state["holders"]
         stages = (
             _COVERED.get(clock["stage"], (clock["stage"],)) if clock["kind"] == "STAGE" else _UTILITY_STAGES

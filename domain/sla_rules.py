@@ -37,6 +37,9 @@ class RuleSet:
     whole_case_limits: Mapping[str, int] | None = None
     """category, or ``category+EXTERNAL`` when external line works are needed → working days."""
     levels: tuple[tuple[str, float], ...] = DEFAULT_LEVELS
+    complaint_limits: Mapping[str, int] | None = None
+    """Complaint time limits (投诉处理时限) in working days: case category → days, ``DEFAULT`` for the
+    others; a set without them starts no complaint clock."""
 
     def stage_limit(self, category: str, stage: str) -> int | None:
         return self.stage_limits.get(category, {}).get(stage)
@@ -46,6 +49,10 @@ class RuleSet:
         if external_line_works and f"{category}+EXTERNAL" in limits:
             return limits[f"{category}+EXTERNAL"]
         return limits.get(category)
+
+    def complaint_limit(self, category: str) -> int | None:
+        limits = self.complaint_limits or {}
+        return limits.get(category, limits.get("DEFAULT"))
 
     @property
     def label(self) -> str:

@@ -130,6 +130,7 @@ def load_rules(settings: Settings) -> RuleBook:
                     stage_limits=raw["stage_limits"],
                     review_limit_days=raw.get("review_limit_days"),
                     whole_case_limits=raw.get("whole_case_limits"),
+                    complaint_limits=raw.get("complaint_limits"),
                     levels=tuple((level, float(share)) for level, share in raw.get("levels", []))
                     or DEFAULT_LEVELS,
                 )

@@ -7,7 +7,9 @@ recipient), so a redelivered or replayed event can never make a second one:
 - an unacknowledged notification is escalated (``NotificationEscalated``, a case event issued by
   ``consumers.escalator``) → the supervisor of that department;
 - a case is escalated (督办, ``CaseEscalated``) → the supervisor of each department holding it then;
-- milestones the customer cares about → the customer (by customer reference).
+- milestones the customer cares about → the customer (by customer reference);
+- a complaint (投诉) lodged, moved to another department or reopened by the customer → the accountable
+  department, due at the rule set's complaint limit (``projections.quality.complaint_notice``).
 Acknowledging is a case command too (``AcknowledgeNotification``), so the inbox is rebuildable.
 Handing notifications to SMS/IM gateways is ``consumers.dispatcher``'s job; its ledger is not a read model.
 """
@@ -22,6 +24,7 @@ from domain.vocabulary import Department, Stage
 from infra.messages import CaseEventMessage
 from infra.sla_config import SlaConfig
 from projections.estimates import INTERNAL_STEP_DAYS, due_after, review_limit_days, stage_limit_days
+from projections.quality import complaint_notice
 from projections.tables import CaseRows, Column, Row, Table
 
 _NAMESPACE = uuid5(NAMESPACE_URL, "https://yekuo.example/notifications")
@@ -66,6 +69,7 @@ CUSTOMER_MILESTONES = {
     "ConnectionScheduled": "装表接电已预约",
     "Energised": "已送电",
     "CaseCancelled": "您的申请已撤销",
+    "ComplaintResolved": "您的投诉已处理, 请确认处理结果",
 }
 
 
@@ -162,6 +166,9 @@ class NotificationsProjection:
                 )
         elif event.type == "SlaThresholdCrossed" and p["department"] in Department.__members__:
             self._sla(notify, p, number)
+        elif (notice := complaint_notice(event)) is not None:
+            limit = self.config.rules.in_force(self.config.rule_set, on).complaint_limit(facts["category"])
+            notify("DEPARTMENT", *notice, due(limit or INTERNAL_STEP_DAYS))
         if event.type in CUSTOMER_MILESTONES:
             notify(
                 "CUSTOMER",
@@ -174,7 +181,7 @@ class NotificationsProjection:
     @staticmethod
     def _sla(notify: Any, p: dict[str, Any], number: str) -> None:
         """Notice → the holding department; warning (80 %) → also its supervisor; breach → both."""
-        stage = Stage(p["stage"]).label
+        stage = "投诉处理" if p["stage"] == "COMPLAINT" else Stage(p["stage"]).label
         holder = f"{Department(p['department']).label}{' ' + p['handler'] if p['handler'] else ''}"
         words = {"NOTICE": "时限过半", "WARNING": "时限预警", "BREACH": "已超期"}[p["level"]]
         message = f"{words}: 案件 {number} {stage} (责任: {holder})"

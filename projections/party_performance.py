@@ -131,7 +131,7 @@ class PartyPerformanceProjection:
         elif event.type in ("CaseReturned", "CaseCancelled"):
             for step in _open(steps):
                 step["concluded_at"], step["outcome"] = event.occurred_at, "WITHDRAWN"
-        elif event.type == "ComplaintFiled":
+        elif event.type in ("ComplaintFiled", "ComplaintLodged"):
             party = p.get("party_id") or state["working_party"]
             complaint_id = str(p.get("complaint_id") or f"v{event.case_version}")
             if party and all(c["complaint_id"] != complaint_id for c in complaints):

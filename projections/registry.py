@@ -10,11 +10,12 @@ from infra.sla_config import SlaConfig, following_sla_config, sla_config
 from projections.notifications import NotificationsProjection
 from projections.party_performance import PartyPerformanceProjection
 from projections.progress import ProgressProjection
+from projections.quality import QualityProjection
 from projections.sla import SlaProjection
 from projections.tables import Projection
 from projections.workload import WorkloadProjection
 
-NAMES = ("progress", "workload", "notifications", "sla", "party_performance")
+NAMES = ("progress", "workload", "notifications", "sla", "party_performance", "quality")
 
 
 def build(config: SlaConfig, follow: Callable[..., SlaConfig] | None = None) -> dict[str, Projection]:
@@ -26,6 +27,7 @@ def build(config: SlaConfig, follow: Callable[..., SlaConfig] | None = None) -> 
         NotificationsProjection(config),
         SlaProjection(follow or config),
         PartyPerformanceProjection(),
+        QualityProjection(),
     ]
     return {p.name: p for p in projections}
 

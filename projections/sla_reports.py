@@ -122,7 +122,7 @@ _CLOSED_CLOCKS = """
 SELECT c.case_id, c.kind, c.stage, c.category, c.holder_department, c.holder_handler, c.on_time,
        c.elapsed_seconds, c.stopped_at
 FROM sla_clocks c
-WHERE c.stopped_at IS NOT NULL AND c.outcome NOT IN ('WITHDRAWN', 'CANCELLED')
+WHERE c.stopped_at IS NOT NULL AND c.outcome NOT IN ('WITHDRAWN', 'CANCELLED') AND c.kind <> 'COMPLAINT'
   AND (%(from)s::date IS NULL OR (c.stopped_at AT TIME ZONE 'Asia/Shanghai')::date >= %(from)s)
   AND (%(to)s::date IS NULL OR (c.stopped_at AT TIME ZONE 'Asia/Shanghai')::date <= %(to)s)
 """
