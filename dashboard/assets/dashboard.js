@@ -135,8 +135,7 @@
     });
   }
 
-  const window_ = window;
-  window_.addEventListener("resize", () =>
+  window.addEventListener("resize", () =>
     document.querySelectorAll("[data-chart]").forEach((el) => echarts.getInstanceByDom(el)?.resize()),
   );
 
@@ -416,7 +415,7 @@
       { title: "责任部门 Department", cell: (c) => esc(label("Department", c.department)) },
       { title: "责任人 Handler", cell: (c) => esc(c.handler || "—") },
       { title: "规则 Rules", cell: (c) => esc(`${c.rule_set}@${c.rule_version}`) },
-    ], crossings, (c) => `data-crossing="${esc(c.case_number)}" data-level="${esc(c.level)}"`);
+    ], crossings, (c) => `data-crossing="${esc(c.case_number)}" data-level="${esc(c.level)}" data-department="${esc(c.department)}"`);
     clockTable("clocks-table", clocks, now);
   }
 
