@@ -7,6 +7,7 @@ import typer
 from cli.api import api, token_app
 from cli.calendar import calendar_app
 from cli.case import case_app
+from cli.dashboard import dashboard_app
 from cli.intake import intake_app
 from cli.party import party_app
 from cli.pipeline import deadletters_app, projections_app, relay, schemas, status, worker
@@ -49,6 +50,7 @@ case_app.command()(responsibility)
 app.add_typer(party_app, name="party")
 app.command()(api)
 app.add_typer(token_app, name="token")
+app.add_typer(dashboard_app, name="dashboard")
 
 
 def main() -> None:
