@@ -24,15 +24,49 @@ ensure_venv() {
     fi
 }
 
+# The dashboard's browser-side library (Apache ECharts, pinned in package.json and package-lock.json) comes
+# from npm into node_modules/ (git-ignored); the API serves it from there.
+ensure_node_modules() {
+    local stamp="node_modules/.yekuo-installed" want
+    want=$(cat package.json package-lock.json | sha256sum | cut -d' ' -f1)
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        if ! command -v npm >/dev/null 2>&1; then
+            if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+                apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
+            else
+                echo "dev.sh: npm is needed for the dashboard's charts (e.g. apt-get install -y nodejs npm)" >&2
+                exit 1
+            fi
+        fi
+        npm ci --no-audit --no-fund --loglevel=error
+        echo "$want" > "$stamp"
+    fi
+}
+
+# The browser tests and `yekuo dashboard screenshots` drive Debian's chromium (with CJK fonts for the labels).
+ensure_chromium() {
+    if command -v chromium >/dev/null 2>&1 && fc-list :lang=zh 2>/dev/null | grep -q .; then
+        return
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-noto-cjk
+    else
+        echo "dev.sh: the browser tests need chromium and CJK fonts: apt-get install -y chromium fonts-noto-cjk" >&2
+    fi
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
     demo)
         ensure_venv
+        ensure_node_modules
         exec "$VENV/bin/yekuo" demo "$@"
         ;;
     test)
         ensure_venv
+        ensure_node_modules
+        ensure_chromium
         set +e
         "$VENV/bin/python" -m pytest "$@"
         rc=$?
@@ -45,6 +79,8 @@ case "$cmd" in
         ;;
     yekuo)
         ensure_venv
+        ensure_node_modules
+        if [ "${1:-}" = dashboard ]; then ensure_chromium; fi
         exec "$VENV/bin/yekuo" "$@"
         ;;
     *)

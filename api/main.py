@@ -25,6 +25,7 @@ from api.access_log import create_access_log
 from api.audit import audit_router
 from api.commands import acknowledge_router, command_router
 from api.context import FailedLookups, Services, monotonic
+from api.dashboard import dashboard_router
 from api.metrics import ApiMetrics
 from api.reads import read_router
 from api.security import check_key
@@ -88,6 +89,7 @@ def create_app(
     api.include_router(acknowledge_router())
     api.include_router(read_router())
     api.include_router(audit_router())
+    api.include_router(dashboard_router())
     _add_observability(api, svc)
     return api
 

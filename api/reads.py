@@ -19,7 +19,7 @@ from domain.privacy import mask_id_number, mask_phone
 from domain.vocabulary import CustomerStep, Department
 from projections import queries
 from projections.quality_reports import quality_json, quality_report
-from projections.sla_reports import KpiReport, kpi_report
+from projections.sla_reports import KpiReport, Tally, kpi_report
 
 READERS = (Role.STAFF, Role.MANAGER, Role.AUDITOR)
 OVERSEERS = (Role.MANAGER, Role.AUDITOR)
@@ -110,19 +110,20 @@ class CustomerLookup(BaseModel):
     phone_last4: str = Field(pattern=r"^[0-9]{4}$", description="Last four digits of the contact phone.")
 
 
+def tally_json(tally: Tally) -> dict[str, Any]:
+    return {
+        "clocks": tally.clocks,
+        "on_time": tally.on_time,
+        "on_time_rate": tally.on_time_rate,
+        "average_seconds": tally.average_seconds,
+        "longest_seconds": tally.longest_seconds,
+    }
+
+
 def kpi_json(report: KpiReport) -> dict[str, Any]:
     return {
         "by": {
-            dimension: {
-                group: {
-                    "clocks": tally.clocks,
-                    "on_time": tally.on_time,
-                    "on_time_rate": tally.on_time_rate,
-                    "average_seconds": tally.average_seconds,
-                    "longest_seconds": tally.longest_seconds,
-                }
-                for group, tally in groups.items()
-            }
+            dimension: {group: tally_json(tally) for group, tally in groups.items()}
             for dimension, groups in report.by.items()
         },
         "energised": report.energised,

@@ -9,6 +9,7 @@ from eventsourcing import persistence
 from cli.api import api, token_app
 from cli.calendar import calendar_app
 from cli.case import case_app
+from cli.dashboard import dashboard_app
 from cli.dispatch import auto_assign, escalated, queue
 from cli.intake import intake_app
 from cli.party import party_app
@@ -52,6 +53,7 @@ case_app.command()(responsibility)
 app.add_typer(party_app, name="party")
 app.command()(api)
 app.add_typer(token_app, name="token")
+app.add_typer(dashboard_app, name="dashboard")
 app.command()(queue)
 case_app.command()(escalated)
 app.command("auto-assign")(auto_assign)

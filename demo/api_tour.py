@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from subprocess import Popen
 
 import httpx
 from rich.console import Console
@@ -24,13 +25,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def show_api(console: Console, settings: Settings, env: dict[str, str], case_number: str, phone: str) -> bool:
-    """Run the tour; False (and a message) when the API did not come up."""
-    try:
-        key = token_key(settings)
-    except TokenKeyMissingError as error:
-        console.print(f"HTTP API skipped: {error}")
-        return True
+def start_api(
+    console: Console, settings: Settings, env: dict[str, str], key: str
+) -> tuple[Popen[bytes], str] | None:
+    """``yekuo api`` on a free port, once ready: the process and its base URL (None, and a message, when it
+    did not come up)."""
     port = _free_port()
     log_path = Path(settings.state_dir) / "demo-api.log"
     process = subprocess.Popen(  # noqa: S603 — our own CLI with a fixed argument list
@@ -41,18 +40,40 @@ def show_api(console: Console, settings: Settings, env: dict[str, str], case_num
         stdin=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            console.print(f"HTTP API did not start; see {log_path}")
+            stop_api(process)
+            return None
+        time.sleep(0.2)
+
+
+def stop_api(process: Popen[bytes]) -> None:
+    process.terminate()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                console.print(f"HTTP API did not start; see {log_path}")
-                return False
-            time.sleep(0.2)
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def show_api(console: Console, settings: Settings, env: dict[str, str], case_number: str, phone: str) -> bool:
+    """Run the tour; False (and a message) when the API did not come up."""
+    try:
+        key = token_key(settings)
+    except TokenKeyMissingError as error:
+        console.print(f"HTTP API skipped: {error}")
+        return True
+    started = start_api(console, settings, env, key)
+    if started is None:
+        return False
+    process, base = started
+    try:
         staff = issue_token(
             key, role=Role.STAFF, person_id="cs-demo", name="演示坐席", department="CUSTOMER_SERVICE"
         )
@@ -71,8 +92,4 @@ def show_api(console: Console, settings: Settings, env: dict[str, str], case_num
         )
         return True
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_api(process)

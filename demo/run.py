@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -23,14 +23,17 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from app.application import CommandOutcome
+from api.security import Role, TokenKeyMissingError, issue_token
+from app.application import CaseApplication, CommandOutcome
 from app.bootstrap import build_case_application
+from cli.api import token_key
 from cli.case import history_table
 from consumers.intake import envelope_for, source_for
 from consumers.relay import Relay
 from consumers.sla_clock import SlaClock
 from consumers.status import consumer_lag
-from demo.api_tour import show_api
+from demo.api_tour import show_api, start_api, stop_api
+from demo.dashboard_data import load, open_and_earlier_cases
 from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
 from domain.commands import Command
 from domain.vocabulary import Department, Stage
@@ -61,7 +64,11 @@ DEMO_START = datetime(2025, 9, 1, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
 
 def demo(
-    keep_running: bool = typer.Option(False, help="Leave the servers running afterwards."),
+    keep_running: bool = typer.Option(
+        False,
+        help="Leave the servers running afterwards; first serve the dashboard (with more cases, the SLA "
+        "clock ticking) until Ctrl-C, printing its address and a manager token.",
+    ),
 ) -> None:
     """Start the whole pipeline and walk a sample case of every category through every stage."""
     console = Console(width=max(Console().width, 160))
@@ -113,7 +120,7 @@ def demo(
                     console.print(f"sample command rejected: {outcome.rule}: {outcome.message}")
                     raise typer.Exit(1)
             command, outcome = commands[-1], outcomes[-1]
-            finals[command.case_id] = outcome.case_version
+            finals[command.case_id] = app.get_case(case_number).version  # a rerun: facts added since
             numbers[command.case_id] = case_number
             console.print(history_table(app, case_number))
             verdict = app.verify(case_number)
@@ -136,6 +143,8 @@ def demo(
         _show_read_models(console, endpoints.database_url)
         if not show_api(console, settings, env, case_number, app.get_case(case_number).contact_phone):
             broken.append("HTTP API")
+        if keep_running and not broken:
+            _serve_dashboard(console, settings, env, app, endpoints.database_url, worker)
     finally:
         stop_relay.set()
         relay_thread.join(timeout=30)
@@ -302,3 +311,55 @@ def _show_read_models(console: Console, database_url: str) -> None:
             console.print(
                 f"consumer {group}: {lag.consumed} of {lag.published} events applied, lag {lag.lag}"
             )
+
+
+def _serve_dashboard(
+    console: Console,
+    settings: Settings,
+    env: dict[str, str],
+    app: CaseApplication,
+    database_url: str,
+    worker: subprocess.Popen[bytes],
+) -> None:
+    """``--keep-running``: add the dashboard's open and earlier cases, serve the API with the dashboard and
+    let the SLA clock tick (the relay and worker keep running) until Ctrl-C or SIGTERM."""
+    cases = [commands for commands in open_and_earlier_cases(datetime.now(UTC)) if commands]
+    for outcome in load(app, cases):
+        console.print(f"dashboard case command refused: {outcome.case_number} {outcome.rule}")
+    finals = {c[0].case_id: app.get_case(c[0].case_number).version for c in cases}
+    _wait_for_read_models(console, database_url, finals, worker)
+    try:
+        key = token_key(settings)
+    except TokenKeyMissingError as error:
+        console.print(f"dashboard not served: {error}")
+        raise typer.Exit(2) from None
+    started = start_api(console, settings, env, key)
+    if started is None:
+        raise typer.Exit(1)
+    process, base = started
+    token = issue_token(key, role=Role.MANAGER, person_id="mgr-demo", name="演示经理", hours=24)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    sla = threading.Thread(
+        target=SlaClock(app, database_url).run, args=(stop, settings.sla_tick_seconds), name="sla-clock"
+    )
+    sla.start()
+    console.print(
+        f"\n驾驶舱 Dashboard: {base}/dashboard/overview?token={token}\n"
+        f"经理令牌 Manager token (24 h): {token}\n"
+        f"{len(cases)} more cases loaded for it; the SLA clock ticks every {settings.sla_tick_seconds:g} s. "
+        "Ctrl-C stops the API, relay, worker and SLA clock; the servers stay up (`yekuo stack down`).",
+        soft_wrap=True,
+        highlight=False,
+    )
+    try:
+        while not stop.wait(1.0):
+            if process.poll() is not None:
+                console.print(f"the API exited; see {settings.state_dir / 'demo-api.log'}")
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        sla.join(timeout=30)
+        stop_api(process)

@@ -162,3 +162,97 @@ def sla_crossings(
         """,
         {"level": level, "department": department, "first": first, "last": last, "limit": limit},
     )
+
+
+# ---- the managers' dashboard (api/dashboard.py) ------------------------------------------------------
+
+
+def open_cases_by_stage(conn: psycopg.Connection[Any]) -> list[Row]:
+    """在办工单 open cases per open utility stage and category (a case in parallel stages counts in each),
+    plus cases waiting for the customer (stage ``None``, ``awaiting_customer`` set)."""
+    return _rows(
+        conn,
+        """
+        SELECT s.stage, p.category, NULL::text AS awaiting_customer, count(*) AS cases
+        FROM case_progress p CROSS JOIN LATERAL jsonb_to_recordset(p.current_stages) AS s(stage text)
+        WHERE p.status NOT IN ('COMPLETED', 'CANCELLED')
+        GROUP BY s.stage, p.category
+        UNION ALL
+        SELECT NULL, category, awaiting_customer, count(*) FROM case_progress
+        WHERE status NOT IN ('COMPLETED', 'CANCELLED') AND awaiting_customer IS NOT NULL
+        GROUP BY category, awaiting_customer
+        ORDER BY 1 NULLS LAST, 2, 3
+        """,
+        {},
+    )
+
+
+def sla_crossing_counts(conn: psycopg.Connection[Any], department: str | None = None) -> list[Row]:
+    """Warnings and breaches recorded per level, department and handler (预警/超期统计), most first."""
+    return _rows(
+        conn,
+        """
+        SELECT level, department, handler, count(*) AS crossings FROM sla_crossings
+        WHERE (%(department)s::text IS NULL OR department = %(department)s)
+        GROUP BY level, department, handler ORDER BY crossings DESC, level, department, handler
+        """,
+        {"department": department},
+    )
+
+
+def stage_bottlenecks(conn: psycopg.Connection[Any], now: datetime) -> list[Row]:
+    """瓶颈环节 where cases wait: open work items per stage with their average and longest wait, and the
+    running clocks of that stage already past their deadline; the longest average wait first."""
+    return _rows(
+        conn,
+        """
+        SELECT w.stage, count(*) AS open_items,
+               extract(epoch FROM avg(%(now)s - w.received_at))::bigint AS average_wait_seconds,
+               extract(epoch FROM max(%(now)s - w.received_at))::bigint AS longest_wait_seconds,
+               (SELECT count(*) FROM sla_clocks c WHERE c.stopped_at IS NULL AND c.stage = w.stage
+                  AND c.deadline_at < %(now)s) AS clocks_overdue
+        FROM work_items w WHERE w.completed_at IS NULL
+        GROUP BY w.stage ORDER BY average_wait_seconds DESC, w.stage
+        """,
+        {"now": now},
+    )
+
+
+def department_time_in_hand(conn: psycopg.Connection[Any], department: str) -> list[Row]:
+    """在手时长 of a department's completed items per kind: how many, average and longest, in seconds."""
+    return _rows(
+        conn,
+        """
+        SELECT kind, completed_items, extract(epoch FROM average_time_in_hand)::bigint AS average_seconds,
+               extract(epoch FROM longest_time_in_hand)::bigint AS longest_seconds
+        FROM department_time_in_hand WHERE department = %(department)s ORDER BY kind
+        """,
+        {"department": department},
+    )
+
+
+def handler_workload(conn: psycopg.Connection[Any], department: str) -> list[Row]:
+    """A department's handlers with their open items and the age of the oldest, busiest first."""
+    return _rows(
+        conn,
+        """
+        SELECT handler_id, handler_name, open_items,
+               extract(epoch FROM oldest_item_age)::bigint AS oldest_item_seconds
+        FROM handler_workload WHERE department = %(department)s
+        ORDER BY open_items DESC, handler_id
+        """,
+        {"department": department},
+    )
+
+
+def case_work_items(conn: psycopg.Connection[Any], case_number: str) -> list[Row]:
+    """Who held each stage and review of a case (责任人), in the order they received it."""
+    return _rows(
+        conn,
+        """
+        SELECT item_no, kind, stage, department, handler_id, handler_name, received_at, completed_at,
+               outcome
+        FROM work_items WHERE case_number = %(case_number)s ORDER BY received_at, item_no
+        """,
+        {"case_number": case_number},
+    )

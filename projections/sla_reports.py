@@ -235,6 +235,26 @@ def kpi_report(
     )
 
 
+def tally_trend(closed_clocks: Iterable[Sequence[Any]]) -> dict[str, dict[str, dict[str, Tally]]]:
+    """Stopped stage clocks by month (YYYY-MM, Asia/Shanghai) and by category or stage:
+    ``{"category": {month: {category: tally}}, "stage": {month: {stage: tally}}}``."""
+    trend: dict[str, dict[str, dict[str, Tally]]] = {"category": {}, "stage": {}}
+    for _case, kind, stage, category, _department, _handler, on_time, elapsed, stopped in closed_clocks:
+        if kind != "STAGE":
+            continue
+        month = f"{stopped.astimezone(SHANGHAI):%Y-%m}"
+        for dimension, group in (("category", category), ("stage", stage)):
+            trend[dimension].setdefault(month, defaultdict(Tally))[group].add(on_time, elapsed)
+    return {d: {m: dict(groups) for m, groups in sorted(months.items())} for d, months in trend.items()}
+
+
+def kpi_trend(
+    conn: psycopg.Connection[Any], first: date | None = None, last: date | None = None
+) -> dict[str, dict[str, dict[str, Tally]]]:
+    """The KPI report's stage clocks (same selection as ``kpi_report``) as a trend by month."""
+    return tally_trend(conn.execute(_CLOSED_CLOCKS, {"from": first, "to": last}).fetchall())
+
+
 # ---- responsibility ---------------------------------------------------------------------------------
 
 
