@@ -24,7 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.access_log import create_access_log
 from api.audit import audit_router
 from api.commands import acknowledge_router, command_router
-from api.context import FailedLookups, Services, monotonic
+from api.context import Services
+from api.lookup_limit import FailedLookups, create_lookup_limit
 from api.metrics import ApiMetrics
 from api.reads import read_router
 from api.security import check_key
@@ -56,7 +57,9 @@ def create_app(
         source_systems=load_source_systems(getattr(settings, "source_systems_file", None)),
         metrics=ApiMetrics(),
         failed_lookups=FailedLookups(
-            settings.api_customer_max_failures, settings.api_customer_failure_window_seconds, monotonic
+            settings.api_customer_max_failures,
+            settings.api_customer_failure_window_seconds,
+            lambda: svc.connection(),
         ),
     )
 
@@ -69,6 +72,7 @@ def create_app(
         with svc.connection() as conn:
             create_schema(conn, registry.select())
             create_access_log(conn)
+            create_lookup_limit(conn)
         svc.metrics.watch_pipeline(svc.connection)
         log.info("api.started")
         try:
