@@ -13,6 +13,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 
+from api.database_gate import DatabaseGate
 from api.lookup_limit import FailedLookups
 from api.metrics import ApiMetrics
 from api.security import Principal, Role, TokenError, authenticate
@@ -37,6 +38,7 @@ class Services:
     failed_lookups: FailedLookups
     application: CaseApplication | None = None
     pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+    gate: DatabaseGate | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -49,6 +51,8 @@ class Services:
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         if self.pool is None:
             raise RuntimeError("the API's connection pool is not started (lifespan not run)")
+        if self.gate is not None and self.gate.down is not None:
+            raise psycopg.OperationalError(f"database unavailable since {self.gate.down.since.isoformat()}")
         with self.pool.connection() as conn:
             yield conn
 
