@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +13,8 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 
+from api.database_gate import DatabaseGate
+from api.lookup_limit import FailedLookups
 from api.metrics import ApiMetrics
 from api.security import Principal, Role, TokenError, authenticate
 from app.application import CaseApplication
@@ -23,36 +22,6 @@ from infra.settings import Settings
 from infra.source_systems import SourceSystems
 
 bearer = HTTPBearer(auto_error=False, description="A token from `yekuo token issue`.")
-
-
-class FailedLookups:
-    """Failed customer look-ups per (case number, client) in a sliding window; too many answer 429."""
-
-    def __init__(self, max_failures: int, window_seconds: float, monotonic: Callable[[], float]) -> None:
-        self.max_failures = max_failures
-        self.window = window_seconds
-        self._monotonic = monotonic
-        self._failures: dict[tuple[str, str], deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def _recent(self, key: tuple[str, str]) -> deque[float]:
-        failures = self._failures[key]
-        cutoff = self._monotonic() - self.window
-        while failures and failures[0] < cutoff:
-            failures.popleft()
-        return failures
-
-    def blocked_for(self, key: tuple[str, str]) -> float | None:
-        """Seconds until ``key`` may try again, or None when it may try now."""
-        with self._lock:
-            failures = self._recent(key)
-            if len(failures) < self.max_failures:
-                return None
-            return max(failures[0] + self.window - self._monotonic(), 1.0)
-
-    def fail(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            self._recent(key).append(self._monotonic())
 
 
 @dataclass
@@ -69,6 +38,7 @@ class Services:
     failed_lookups: FailedLookups
     application: CaseApplication | None = None
     pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+    gate: DatabaseGate | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -81,6 +51,8 @@ class Services:
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         if self.pool is None:
             raise RuntimeError("the API's connection pool is not started (lifespan not run)")
+        if self.gate is not None and self.gate.down is not None:
+            raise psycopg.OperationalError(f"database unavailable since {self.gate.down.since.isoformat()}")
         with self.pool.connection() as conn:
             yield conn
 
@@ -109,7 +81,3 @@ def allow(*roles: Role) -> Callable[..., Principal]:
         return principal
 
     return dependency
-
-
-def monotonic() -> float:
-    return time.monotonic()

@@ -6,6 +6,7 @@ error is logged with an error id and answered as a bare 500 with that id (no sta
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -13,7 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
+import anyio.to_thread
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -24,12 +25,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.access_log import create_access_log
 from api.audit import audit_router
 from api.commands import acknowledge_router, command_router
-from api.context import FailedLookups, Services, monotonic
+from api.context import Services
 from api.dashboard import dashboard_router
+from api.database_gate import CONNECTION_ERRORS, DatabaseGate, DatabaseGateMiddleware
+from api.lookup_limit import FailedLookups, create_lookup_limit
 from api.metrics import ApiMetrics
 from api.reads import read_router
 from api.security import check_key
 from app.bootstrap import build_case_application
+from consumers.backoff import PG_CONNECT_TIMEOUT, PG_STATEMENT_TIMEOUT_MS, Health
 from infra.kafka_admin import BrokerUnavailableError, wait_for_broker
 from infra.settings import Settings
 from infra.source_systems import load_source_systems
@@ -57,24 +61,42 @@ def create_app(
         source_systems=load_source_systems(getattr(settings, "source_systems_file", None)),
         metrics=ApiMetrics(),
         failed_lookups=FailedLookups(
-            settings.api_customer_max_failures, settings.api_customer_failure_window_seconds, monotonic
+            settings.api_customer_max_failures,
+            settings.api_customer_failure_window_seconds,
+            lambda: svc.connection(),
         ),
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        svc.application = build_case_application(settings, database_url, clock=clock)
+        # a short pool wait: a request already inside the event store when an outage begins gives up
+        # after its ten retries of 1 s, not of eventsourcing's default 30 s; the gate stops later ones
+        svc.application = build_case_application(settings, database_url, clock=clock, pool_timeout=1)
         svc.pool = ConnectionPool(
-            database_url, min_size=1, max_size=8, kwargs={"autocommit": True}, open=True
+            database_url,
+            min_size=1,
+            max_size=8,
+            timeout=PG_CONNECT_TIMEOUT,
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": PG_CONNECT_TIMEOUT,
+                "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}",
+            },
+            open=True,
         )
         with svc.connection() as conn:
             create_schema(conn, registry.select())
             create_access_log(conn)
+            create_lookup_limit(conn)
         svc.metrics.watch_pipeline(svc.connection)
+        pool = svc.pool
+        svc.gate = DatabaseGate(database_url, Health(settings.state_dir, f"api-{os.getpid()}"), pool.check)
+        svc.gate.start()
         log.info("api.started")
         try:
             yield
         finally:
+            svc.gate.stop()
             svc.pool.close()
             svc.application.close()
 
@@ -122,8 +144,29 @@ class LatencyMiddleware:
             )
 
 
+def _broker_answers(bootstrap_servers: str) -> str | None:
+    """None when the broker answers a metadata request within 2 s, else why not."""
+    try:
+        wait_for_broker(bootstrap_servers, timeout=2.0)
+    except BrokerUnavailableError as error:
+        return str(error)
+    return None
+
+
 def _add_observability(api: FastAPI, svc: Services) -> None:
+    api.add_middleware(DatabaseGateMiddleware, gate=lambda: svc.gate)
     api.add_middleware(LatencyMiddleware, metrics=svc.metrics)
+
+    async def database_unavailable(request: Request, error: Exception) -> JSONResponse:
+        """The outage began under this request: 503 now, and the watchdog looks at once."""
+        log.debug("api.database_unavailable", method=request.method, path=request.url.path, error=str(error))
+        if svc.gate is None:
+            return JSONResponse({"error": "database unavailable"}, 503, {"Retry-After": "1"})
+        svc.gate.suspect()
+        return svc.gate.unavailable()
+
+    for error_type in CONNECTION_ERRORS:
+        api.add_exception_handler(error_type, database_unavailable)
 
     @api.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
@@ -139,25 +182,24 @@ def _add_observability(api: FastAPI, svc: Services) -> None:
         return {"status": "ok"}
 
     @api.get("/health/ready", tags=["health"], responses={503: {"description": "A dependency is down"}})
-    def ready() -> JSONResponse:
-        """PostgreSQL answers a query and (when configured) the broker answers a metadata request."""
+    async def ready() -> JSONResponse:
+        """PostgreSQL answered the watchdog's last probe (at most a second ago) and, when configured, the
+        broker answers a metadata request; when not ready, says what is down, why and since when."""
         checks: dict[str, Any] = {}
-        try:
-            with svc.connection() as conn:
-                conn.execute("SELECT 1")
-            checks["database"] = "ok"
-        except (psycopg.Error, RuntimeError, TimeoutError) as error:
-            log.warning("api.ready.database", error=str(error))
-            checks["database"] = "unavailable"
+        down = svc.gate.down if svc.gate is not None else None
+        checks["database"] = "ok" if down is None else "unavailable"
+        if down is not None:
+            checks["database_down"] = {"reason": down.reason, "since": down.since.isoformat()}
         if svc.bootstrap_servers:
-            try:
-                wait_for_broker(svc.bootstrap_servers, timeout=2.0)
-                checks["broker"] = "ok"
-            except BrokerUnavailableError as error:
-                log.warning("api.ready.broker", error=str(error))
-                checks["broker"] = "unavailable"
-        healthy = all(value == "ok" for value in checks.values())
-        return JSONResponse({"status": "ok" if healthy else "unavailable", **checks}, 200 if healthy else 503)
+            broker = await anyio.to_thread.run_sync(_broker_answers, svc.bootstrap_servers)
+            checks["broker"] = "ok" if broker is None else "unavailable"
+            if broker is not None:
+                checks["broker_down"] = {"reason": broker}
+        healthy = down is None and checks.get("broker", "ok") == "ok"
+        headers = {} if healthy or svc.gate is None else {"Retry-After": str(svc.gate.retry_after())}
+        return JSONResponse(
+            {"status": "ok" if healthy else "unavailable", **checks}, 200 if healthy else 503, headers
+        )
 
     @api.get("/metrics", tags=["health"], response_class=Response)
     def metrics() -> Response:

@@ -166,8 +166,7 @@ def read_router() -> APIRouter:
     ) -> dict[str, Any]:
         """客户进度查询 without a token: case number plus the last four digits of the contact phone."""
         client = request.client.host if request.client else "unknown"
-        key = (lookup.case_number, client)
-        wait = svc.failed_lookups.blocked_for(key)
+        wait = svc.failed_lookups.attempt(lookup.case_number, client)
         if wait is not None:
             raise HTTPException(429, "too many failed look-ups; try later", {"Retry-After": str(int(wait))})
         try:
@@ -175,8 +174,8 @@ def read_router() -> APIRouter:
         except CaseNotFoundError:
             case = None
         if case is None or case.contact_phone.strip()[-4:] != lookup.phone_last4:
-            svc.failed_lookups.fail(key)
             raise HTTPException(404, "no case with this number and phone")
+        svc.failed_lookups.succeeded(lookup.case_number, client)
         return progress_view(svc, case, unmasked=True)
 
     @router.get("/customers/me/cases", tags=["progress"])

@@ -10,8 +10,15 @@ from domain.case import Case
 from infra.settings import Settings
 
 
-def application_env(settings: Settings, database_url: str, *, create_tables: bool = True) -> dict[str, str]:
-    """eventsourcing's environment for the case application, from our settings."""
+def application_env(
+    settings: Settings, database_url: str, *, create_tables: bool = True, pool_timeout: int = 5
+) -> dict[str, str]:
+    """eventsourcing's environment for the case application, from our settings.
+
+    ``pool_timeout`` (whole seconds; eventsourcing's ``POSTGRES_CONNECT_TIMEOUT``, default 30) bounds each
+    wait for a pooled connection. The event store retries a failed statement ten times, each waiting this
+    long while PostgreSQL is down, so it bounds how long a call can hang in an outage.
+    """
     env = postgres_env(database_url)
     env.update(
         {
@@ -26,6 +33,7 @@ def application_env(settings: Settings, database_url: str, *, create_tables: boo
             # outage fails in seconds, and the caller retries it under the same command id.
             "POSTGRES_CONNECT_TIMEOUT": "5",
             "CREATE_TABLE": "y" if create_tables else "n",
+            "POSTGRES_CONNECT_TIMEOUT": str(pool_timeout),
         }
     )
     return env
@@ -37,10 +45,11 @@ def build_case_application(
     *,
     clock: Callable[[], datetime] | None = None,
     create_tables: bool = True,
+    pool_timeout: int = 5,
 ) -> CaseApplication:
     """The case application on the given PostgreSQL, configured from ``settings``."""
     app = CaseApplication(
-        application_env(settings, database_url, create_tables=create_tables),
+        application_env(settings, database_url, create_tables=create_tables, pool_timeout=pool_timeout),
         clock=clock,
         command_retries=settings.command_retries,
     )

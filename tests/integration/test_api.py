@@ -220,6 +220,29 @@ def test_a_customer_looks_up_with_the_phone_s_last_four_and_is_stopped_after_fai
     assert blocked.status_code == 429 and "Retry-After" in blocked.headers
 
 
+def test_two_api_processes_on_one_database_enforce_one_failure_limit(api: Api, tmp_path: Path) -> None:
+    submit = sample_walk("RESIDENTIAL", "YK-API-5B", START)[0]
+    api.send(submit)
+    assert isinstance(submit, SubmitApplication)
+    right = submit.application.contact_phone[-4:]
+    wrong = {"case_number": "YK-API-5B", "phone_last4": "0000" if right != "0000" else "1111"}
+    settings = Settings(api_token_key=KEY, state_dir=tmp_path, api_customer_max_failures=3)
+    with TestClient(create_app(settings, api.database_url, None)) as other:
+        first = api.client.post("/customer/progress", json={**wrong, "phone_last4": right})
+        misses = [
+            client.post("/customer/progress", json=wrong).status_code
+            for client in (api.client, other, api.client)
+        ]
+        blocked = [
+            client.post("/customer/progress", json={**wrong, "phone_last4": right}).status_code
+            for client in (other, api.client)
+        ]
+
+    assert first.status_code == 200  # a right answer does not count against the limit
+    assert misses == [404, 404, 404]
+    assert blocked == [429, 429]
+
+
 def test_an_auditor_s_unmasked_read_is_recorded_with_its_reason(api: Api) -> None:
     submit = sample_walk("RESIDENTIAL", "YK-API-6", START)[0]
     api.send(submit)
