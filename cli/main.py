@@ -10,6 +10,7 @@ from cli.case import case_app
 from cli.intake import intake_app
 from cli.party import party_app
 from cli.pipeline import deadletters_app, projections_app, relay, schemas, status, worker
+from cli.simulate import simulate
 from cli.sla import kpi, responsibility, sla_app, sla_clock, whatif
 from cli.stack import stack_app
 from demo.run import demo
@@ -49,6 +50,7 @@ case_app.command()(responsibility)
 app.add_typer(party_app, name="party")
 app.command()(api)
 app.add_typer(token_app, name="token")
+app.command()(simulate)
 
 
 def main() -> None:

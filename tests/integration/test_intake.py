@@ -367,3 +367,29 @@ def test_the_processor_counts_dead_letters_and_retries_nothing_on_bad_input(fres
     assert processor.counters.dead_letters_by_rule == {"UNDECODABLE": 1, "MESSAGE_TOO_LARGE": 1}
     assert processor.counters.retries == 0
     assert decided[1].dead_letter is not None and decided[1].dead_letter.truncated is True
+
+
+def test_simulate_publishes_a_mixed_workload_that_drives_every_case_to_its_end(intake: Intake) -> None:
+    from cli.simulate import SIMULATED_START
+    from demo.workload import workload
+
+    planned = list(workload("YK-SIMT", SIMULATED_START, SYSTEMS, cases=6, in_flight=6, seed=3))
+    by_case: dict[str, list[Command]] = {}
+    for message in planned:
+        by_case.setdefault(message.case_number, []).append(message.command)
+    assert len({m.source_system for m in planned}) >= 6  # hall, counter, 95598, institute, contractor, …
+    intake.start()
+    results = TopicReader(intake.bootstrap, INTAKE_RESULTS_TOPIC)
+    try:
+        run = intake.cli(
+            "simulate", "--cases", "6", "--in-flight", "6", "--seed", "3", "--rate", "300",
+            "--prefix", "YK-SIMT", "--wait", "90",
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "6 completed to follow-up" in run.stdout
+        outcomes = results_by_id(results)
+    finally:
+        results.close()
+    assert set(outcomes) == {m.message_id for m in planned}
+    assert {seen[0]["outcome"] for seen in outcomes.values()} == {"ACCEPTED"}
+    assert stored_events(intake.database_url) == direct_versions(list(by_case.values()))
