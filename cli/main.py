@@ -14,6 +14,7 @@ from cli.dispatch import auto_assign, escalated, queue
 from cli.intake import intake_app
 from cli.party import party_app
 from cli.pipeline import deadletters_app, projections_app, relay, schemas, status, worker
+from cli.simulate import simulate
 from cli.sla import kpi, responsibility, sla_app, sla_clock, whatif
 from cli.stack import stack_app
 from demo.run import demo
@@ -57,6 +58,7 @@ app.add_typer(dashboard_app, name="dashboard")
 app.command()(queue)
 case_app.command()(escalated)
 app.command("auto-assign")(auto_assign)
+app.command()(simulate)
 
 
 DATABASE_UNREACHABLE = (

@@ -367,3 +367,71 @@ def test_the_processor_counts_dead_letters_and_retries_nothing_on_bad_input(fres
     assert processor.counters.dead_letters_by_rule == {"UNDECODABLE": 1, "MESSAGE_TOO_LARGE": 1}
     assert processor.counters.retries == 0
     assert decided[1].dead_letter is not None and decided[1].dead_letter.truncated is True
+
+
+def test_simulate_publishes_a_mixed_workload_that_drives_every_case_to_its_end(intake: Intake) -> None:
+    from cli.simulate import SIMULATED_START
+    from demo.workload import workload
+
+    planned = list(workload("YK-SIMT", SIMULATED_START, SYSTEMS, cases=6, in_flight=6, seed=3))
+    by_case: dict[str, list[Command]] = {}
+    for message in planned:
+        by_case.setdefault(message.case_number, []).append(message.command)
+    assert len({m.source_system for m in planned}) >= 6  # hall, counter, 95598, institute, contractor, …
+    intake.start()
+    results = TopicReader(intake.bootstrap, INTAKE_RESULTS_TOPIC)
+    try:
+        run = intake.cli(
+            "simulate", "--cases", "6", "--in-flight", "6", "--seed", "3", "--rate", "300",
+            "--prefix", "YK-SIMT", "--wait", "90",
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "6 completed to follow-up" in run.stdout
+        outcomes = results_by_id(results)
+    finally:
+        results.close()
+    assert set(outcomes) == {m.message_id for m in planned}
+    assert {seen[0]["outcome"] for seen in outcomes.values()} == {"ACCEPTED"}
+    assert stored_events(intake.database_url) == direct_versions(list(by_case.values()))
+
+
+def batch_partitions(intake: Intake, log_name: str) -> set[int]:
+    seen: set[int] = set()
+    for line in intake.log_of(log_name).splitlines():
+        if '"intake batch"' in line:
+            seen.update(json.loads(line)["partitions"])
+    return seen
+
+
+def test_two_intake_consumers_in_one_group_share_partitions_and_give_each_message_one_outcome(
+    intake: Intake,
+) -> None:
+    intake.start("intake-a")
+    intake.start("intake-b")
+    results = TopicReader(intake.bootstrap, INTAKE_RESULTS_TOPIC)
+    try:
+        probes: list[list[Command]] = []
+        deadline = time.monotonic() + WAIT
+        while not (batch_partitions(intake, "intake-a") and batch_partitions(intake, "intake-b")):
+            assert time.monotonic() < deadline, "the two consumers never both got partitions"
+            round_ = walks(8, f"YK-PROBE{len(probes) // 8}")  # applications spread over the partitions
+            probes.extend(round_)
+            intake.send_commands([walk[0] for walk in round_])
+            time.sleep(0.5)  # polling: the next probe round only if neither log shows both yet
+        wait_for(lambda: len(results_by_id(results)) == len(probes), "the probes' outcomes")
+
+        case_walks = walks(60, "YK-PAIR")
+        commands = [command for walk in case_walks for command in walk]
+        intake.send_commands(commands)
+        wanted = {c.command_id for c in commands} | {walk[0].command_id for walk in probes}
+        wait_for(lambda: set(results_by_id(results)) >= wanted, "an outcome for every message id")
+        outcomes = results_by_id(results)
+    finally:
+        results.close()
+    assert set(outcomes) == wanted
+    assert [seen for seen in outcomes.values() if len(seen) != 1] == []
+    assert {seen[0]["outcome"] for seen in outcomes.values()} == {"ACCEPTED"}
+    expected = direct_versions(case_walks) | direct_versions([walk[:1] for walk in probes])
+    assert stored_events(intake.database_url) == expected
+    shares = (batch_partitions(intake, "intake-a"), batch_partitions(intake, "intake-b"))
+    assert shares[0] and shares[1], shares
