@@ -94,6 +94,7 @@ class SlaClock:
                         case_number=case_number,
                         actor=SLA_ACTOR,
                         occurred_at=now,
+                        occurred_at_defaulted=True,  # detection time: a resend at a later tick is a repeat
                         channel="SYSTEM",
                         reason=f"{crossing['level']} {crossing['share']:.0%}",
                         crossing=SlaCrossing(
@@ -138,6 +139,7 @@ class SlaClock:
                     case_number=case_number,
                     actor=SLA_ACTOR,
                     occurred_at=now,
+                    occurred_at_defaulted=True,
                     channel="SYSTEM",
                     reason=f"calendar {calendar.version}",
                     revision=DeadlineRevision(

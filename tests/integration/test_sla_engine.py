@@ -109,6 +109,22 @@ def test_each_level_is_recorded_once_with_crossing_and_detection_apart(
     assert supervisors == (10,)  # warning and breach of each clock reach the supervisor
 
 
+def test_a_level_sent_again_at_a_later_tick_before_the_read_model_saw_it_is_a_repeat_not_a_refusal(
+    app: CaseApplication, fresh_database_url: str
+) -> None:
+    walk_until_plan_reply(app, 2)
+    project(app, fresh_database_url)
+    ticks = iter([LATER, LATER + timedelta(seconds=30)])
+    sla = SlaClock(app, fresh_database_url, clock=lambda: next(ticks))
+
+    first = sla.tick()
+    again = sla.tick()  # a worker killed meanwhile: the read model still lacks the facts, the time moved on
+
+    assert first["recorded"] == first["due"] > 0
+    assert again == {"due": first["due"], "recorded": 0, "repeated": first["due"], "refused": 0}
+    assert set(crossings_in_store(app).values()) == {1}
+
+
 def test_the_clock_process_killed_and_run_twice_at_once_records_each_breach_exactly_once(
     app: CaseApplication, fresh_database_url: str
 ) -> None:
