@@ -29,9 +29,6 @@ def application_env(
             "POSTGRES_ENABLE_DB_FUNCTIONS": "y",
             "POSTGRES_POOL_SIZE": "5",
             "POSTGRES_MAX_OVERFLOW": "10",
-            # Seconds to wait for a pooled connection (eventsourcing's default is 30): a command during an
-            # outage fails in seconds, and the caller retries it under the same command id.
-            "POSTGRES_CONNECT_TIMEOUT": "5",
             "CREATE_TABLE": "y" if create_tables else "n",
             "POSTGRES_CONNECT_TIMEOUT": str(pool_timeout),
         }

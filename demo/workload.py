@@ -93,7 +93,9 @@ def _with_complaint(commands: list[Command]) -> list[Command]:
         complaint_id=complaint_id,
         summary="客户来电催办：希望尽快安排现场勘查",
     )
-    staff = commands[4].actor if commands[4].actor.department != "CUSTOMER" else commands[2].actor
+    # A complaint filed without a department is accountable to customer service (首问负责制), so one of its
+    # staff resolves it.
+    staff = next(c.actor for c in commands if c.actor.department == "CUSTOMER_SERVICE")
     resolved = ResolveComplaint(
         command_id=f"{commands[0].case_number}-C02",
         case_number=commands[0].case_number,
