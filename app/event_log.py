@@ -26,8 +26,8 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from eventsourcing.persistence import Notification
-from eventsourcing.utils import resolve_topic
+from eventsourcing.persistence import InterfaceError, Notification, OperationalError
+from eventsourcing.utils import resolve_topic, retry
 from psycopg.rows import tuple_row
 
 from app.application import VALUE_TYPES, CaseApplication
@@ -110,15 +110,7 @@ class CaseEventLog:
 
     def read(self, after: int, limit: int) -> tuple[list[CaseEventMessage], int]:
         """Up to ``limit`` notifications after ``after``: their case events, and the last position read."""
-        recorder = self.app.recorder
-        with recorder.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cursor:
-            cursor.execute(
-                f"SELECT notification_id, originator_id, originator_version, topic, state "
-                f"FROM {recorder.events_table_name} WHERE notification_id > %s "
-                f"ORDER BY notification_id LIMIT %s",
-                (after, limit),
-            )
-            rows = cursor.fetchall()
+        rows = self._select_page(after, limit)
         if not rows:
             return [], after
         messages = [
@@ -127,6 +119,20 @@ class CaseEventLog:
             if topic.startswith(CASE_EVENT_TOPIC_PREFIX)
         ]
         return messages, rows[-1][0]
+
+    # The store's own retry rule for its reads: after a PostgreSQL restart each pooled connection fails
+    # once and is dropped, so a few quick retries get a fresh one instead of a back-off per stale connection.
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _select_page(self, after: int, limit: int) -> list[tuple[Any, ...]]:
+        recorder = self.app.recorder
+        with recorder.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cursor:
+            cursor.execute(
+                f"SELECT notification_id, originator_id, originator_version, topic, state "
+                f"FROM {recorder.events_table_name} WHERE notification_id > %s "
+                f"ORDER BY notification_id LIMIT %s",
+                (after, limit),
+            )
+            return cursor.fetchall()
 
     def read_all(
         self, after: int = 0, until: int | None = None, batch: int = 10_000
