@@ -746,7 +746,9 @@ class Campaign:
 
     def run(self) -> dict[str, Any]:
         try:
+            began = time.monotonic()
             self.up()
+            self.startup_seconds = round(time.monotonic() - began, 1)
             supervisor = threading.Thread(target=self.supervise, daemon=True)
             supervisor.start()
             clients = [
@@ -791,6 +793,7 @@ class Campaign:
     # ---- checks -------------------------------------------------------------------------------------
 
     def check(self) -> dict[str, Any]:
+        checks_started = time.monotonic()
         settle_started = time.monotonic()
         wait_for(self.caught_up, "the relay and the read models caught up with the event store", SETTLE)
         settled_in = time.monotonic() - settle_started
@@ -831,12 +834,16 @@ class Campaign:
             "availability": self.availability(),
         }
         broken = broken_guarantees(checks)
+        checks_seconds = round(time.monotonic() - checks_started, 1)
         return {
             "benchmark": "campaign",
             "config": {
                 k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self.config).items()
             },
+            "workdir": str(self.workdir),
+            "startup_seconds": getattr(self, "startup_seconds", None),
             "settled_in_seconds": round(settled_in, 1),
+            "checks_seconds": checks_seconds,
             "checks": checks,
             "broken": broken,
             "ok": not broken,
