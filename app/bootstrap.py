@@ -10,9 +10,18 @@ from domain.case import Case
 from infra.settings import Settings
 
 
-def application_env(settings: Settings, database_url: str, *, create_tables: bool = True) -> dict[str, str]:
-    """eventsourcing's environment for the case application, from our settings."""
+def application_env(
+    settings: Settings,
+    database_url: str,
+    *,
+    create_tables: bool = True,
+    pool_timeout_seconds: int | None = None,
+) -> dict[str, str]:
+    """eventsourcing's environment for the case application, from our settings; ``pool_timeout_seconds``:
+    how long a command may wait for a database connection (eventsourcing's default: 30 s)."""
     env = postgres_env(database_url)
+    if pool_timeout_seconds is not None:
+        env["POSTGRES_CONNECT_TIMEOUT"] = str(pool_timeout_seconds)
     env.update(
         {
             "IS_SNAPSHOTTING_ENABLED": "y",
@@ -34,10 +43,13 @@ def build_case_application(
     *,
     clock: Callable[[], datetime] | None = None,
     create_tables: bool = True,
+    pool_timeout_seconds: int | None = None,
 ) -> CaseApplication:
     """The case application on the given PostgreSQL, configured from ``settings``."""
     app = CaseApplication(
-        application_env(settings, database_url, create_tables=create_tables),
+        application_env(
+            settings, database_url, create_tables=create_tables, pool_timeout_seconds=pool_timeout_seconds
+        ),
         clock=clock,
         command_retries=settings.command_retries,
     )
