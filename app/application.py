@@ -20,9 +20,16 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
+import psycopg
 import structlog
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    JSONTranscoder,
+    OperationalError,
+    Transcoding,
+)
 from psycopg.conninfo import conninfo_to_dict
 
 from domain.case import Case
@@ -35,6 +42,14 @@ from domain.receipts import CommandReceipt
 from domain.vocabulary import Actor
 
 log = structlog.get_logger(__name__)
+
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+"""Errors of a database that cannot be reached (restarting, gone); time cures them, retrying now does not."""
 
 
 class ApplicationError(Exception):
@@ -184,7 +199,8 @@ class CaseApplication(Application):
 
         Commands are decided in order, so two commands on one case see each other. Anything unusual — a
         repeated id, a conflict, a rejection on a case the batch already changed, a database error — makes
-        the batch fall back to running each command on its own, which is always correct.
+        the batch fall back to running each command on its own, which is always correct. A database that
+        cannot be reached raises (``DATABASE_UNAVAILABLE``) instead: the callers back off and retry.
         """
         ids = [command.command_id for command in commands]
         if len(commands) > 1 and len(set(ids)) == len(ids):
@@ -213,9 +229,11 @@ class CaseApplication(Application):
                 receipts.append(receipt)
             events = [event for receipt in receipts for event in receipt.collect_events()]
             self._save_decided(list(working.values()), events)
-        except Exception:
+        except Exception as error:
             for case_id in {command.case_id for command in commands}:
                 self._forget(case_id)
+            if isinstance(error, DATABASE_UNAVAILABLE):
+                raise  # each command on its own would only wait out the same outage again
             return None
         return [CommandOutcome.from_receipt(receipt, repeated=False) for receipt in receipts]
 

@@ -38,7 +38,9 @@ def intake(
     settings = Settings()
     ends = endpoints(settings)
     ensure_yekuo_topics(ends.kafka_bootstrap_servers, settings)
-    case_app = build_case_application(settings, ends.database_url)
+    case_app = build_case_application(
+        settings, ends.database_url, pool_timeout=settings.intake_pool_timeout_seconds
+    )
     built = build_intake(
         settings,
         ends.kafka_bootstrap_servers,

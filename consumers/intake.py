@@ -17,7 +17,10 @@ always the same one (consumers of results deduplicate by message id). Authorisat
 messages write nothing, and are decided again identically.
 
 Transient database errors (the database restarting, a case that kept changing) are retried with a
-bounded backoff; nothing is acknowledged meanwhile. The consumer never stops on bad input.
+bounded backoff; nothing is acknowledged meanwhile. A database outage is an ``Outage`` of ``postgres``
+(``consumers/backoff.py``): one warning when it starts, one line when it ends, and the process's readiness
+file ``STATE_DIR/health/intake-<group>-<pid>.json`` says not ready while it lasts. The consumer never
+stops on bad input.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +51,7 @@ from app.command_payloads import (
     payload_model,
 )
 from consumers import faust_transport
+from consumers.backoff import STALE_AFTER, TRANSIENT_DATABASE_ERRORS, Health, Outage
 from domain.commands import Command
 from domain.vocabulary import Actor
 from infra.intake_messages import (
@@ -120,6 +125,7 @@ class IntakeProcessor:
         clock: Callable[[], datetime] = now_utc,
         sleep: Callable[[float], None] = time.sleep,
         max_delay: float = 5.0,
+        outage: Outage | None = None,
     ) -> None:
         self.app = app
         self.source_systems = source_systems
@@ -128,6 +134,7 @@ class IntakeProcessor:
         self.clock = clock
         self.sleep = sleep
         self.max_delay = max_delay
+        self.outage = outage
         self.counters = IntakeCounters()
 
     # ---- one batch ------------------------------------------------------------------------------------
@@ -239,16 +246,24 @@ class IntakeProcessor:
             except TRANSIENT_ERRORS as error:
                 results = [error] * len(todo)
             again = []
+            database_error: BaseException | None = None
             for index, result in zip(todo, results, strict=True):
                 if isinstance(result, TRANSIENT_ERRORS):
                     again.append(index)
+                    if isinstance(result, TRANSIENT_DATABASE_ERRORS):
+                        database_error = result
                 else:
                     outcomes[index] = result
-            if again:
+            if database_error is not None and self.outage is not None:
+                self.counters.retries += 1
+                self.sleep(min(self.outage.failed(database_error), self.max_delay))
+            elif again:
                 self.counters.retries += 1
                 log.warning("transient database error; retrying", commands=len(again), delay=delay)
                 self.sleep(delay)
                 delay = min(delay * 2, self.max_delay)
+            elif self.outage is not None:
+                self.outage.recovered()
             todo = again
         return [outcome for outcome in outcomes if outcome is not None]
 
@@ -414,10 +429,13 @@ class IntakeConsumer:
     app: faust.App
     processor: IntakeProcessor
     executor: ThreadPoolExecutor
+    health: Health | None = None
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)
         self.processor.app.close()
+        if self.health is not None:
+            self.health.remove()
 
 
 def build_intake(
@@ -446,8 +464,13 @@ def build_intake(
     source = app.topic(INTAKE_TOPIC, key_serializer="raw", value_serializer="raw")
     results = app.topic(INTAKE_RESULTS_TOPIC, key_serializer="raw", value_serializer="raw")
     dead_letters = app.topic(INTAKE_DLQ_TOPIC, key_serializer="raw", value_serializer="raw")
+    health = Health(settings.state_dir, f"intake-{group}-{os.getpid()}")
     processor = IntakeProcessor(
-        case_app, source_systems, max_message_bytes=settings.intake_max_message_bytes, consumer=group
+        case_app,
+        source_systems,
+        max_message_bytes=settings.intake_max_message_bytes,
+        consumer=group,
+        outage=Outage(f"intake {group}", "postgres", health),
     )
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake")
 
@@ -480,4 +503,9 @@ def build_intake(
                 dead_letters=processor.counters.dead_letters,
             )
 
-    return IntakeConsumer(app, processor, executor)
+    @app.timer(interval=STALE_AFTER / 4)
+    async def heartbeat() -> None:
+        health.write()
+
+    health.write()
+    return IntakeConsumer(app, processor, executor, health)

@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     source_systems_file: Path | None = Field(
         default=None, description="Table of source systems; unset: infra/data/source_systems.json."
     )
+    intake_pool_timeout_seconds: int = Field(
+        default=1,
+        ge=1,
+        description="Longest wait of the intake for a database connection; an outage is noticed this soon.",
+    )
 
     # dispatch: automatic handler assignment (consumers/auto_assign.py)
     dispatch_file: Path | None = Field(

@@ -17,10 +17,11 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from app.application import CaseApplication
 from app.bootstrap import build_case_application
+from consumers.backoff import ProcessHealth, read_health
 from consumers.intake import IntakeProcessor, Received, envelope_for, source_for
 from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
 from domain.commands import Command
@@ -44,6 +45,7 @@ class Intake:
     workdir: Path
     producer: KafkaProducer
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -56,6 +58,7 @@ class Intake:
             "YEKUO_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
             "YEKUO_LOG_JSON": "true",
             "YEKUO_INTAKE_MAX_MESSAGE_BYTES": str(MAX_BYTES),
+            **self.extra_env,
         }
 
     def start(self, log_name: str = "intake") -> subprocess.Popen[bytes]:
@@ -435,3 +438,114 @@ def test_two_intake_consumers_in_one_group_share_partitions_and_give_each_messag
     assert stored_events(intake.database_url) == expected
     shares = (batch_partitions(intake, "intake-a"), batch_partitions(intake, "intake-b"))
     assert shares[0] and shares[1], shares
+
+
+@pytest.fixture
+def private_intake(tmp_path: Path) -> Iterator[tuple[Intake, LocalStack]]:
+    """Intake on its own PostgreSQL and broker (the test kills the PostgreSQL)."""
+    settings = Settings(
+        state_dir=tmp_path / "stack", kafka_session_timeout_ms=2000, kafka_heartbeat_interval_ms=500
+    )
+    stack = LocalStack(settings)
+    ends = stack.up(("postgres", "kafka"))
+    ensure_yekuo_topics(ends.kafka_bootstrap_servers, settings)
+    build_case_application(settings, ends.database_url).close()
+    producer = KafkaProducer(bootstrap_servers=ends.kafka_bootstrap_servers, acks="all", linger_ms=5)
+    line = Intake(
+        ends.database_url,
+        ends.kafka_bootstrap_servers,
+        settings,
+        tmp_path,
+        producer,
+        extra_env={"YEKUO_STATE_DIR": str(settings.state_dir)},
+    )
+    try:
+        yield line, stack
+    finally:
+        for process in line.processes:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        producer.close()
+        stack.down(purge=True)
+
+
+def committed_offsets(admin: KafkaAdminClient, group: str = "yekuo-intake") -> dict[int, int]:
+    """The offsets the intake group committed on the broker, per partition of the intake topic."""
+    offsets = admin.list_group_offsets({group: None}).get(group, {})
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == INTAKE_TOPIC}
+
+
+def intake_health(state_dir: Path) -> list[ProcessHealth]:
+    return [h for h in read_health(state_dir) if h.process.startswith("intake-")]
+
+
+def test_intake_rides_out_a_postgres_kill_9_without_committing_undecided_offsets(
+    private_intake: tuple[Intake, LocalStack],
+) -> None:
+    intake, stack = private_intake
+    case_walks = walks(20, "YK-PGK")
+    steps = max(len(w) for w in case_walks)
+    commands = [w[step] for step in range(steps) for w in case_walks if step < len(w)]  # interleaved
+    before, during = commands[: len(commands) // 3], commands[len(commands) // 3 :]
+    process = intake.start()
+    results = TopicReader(intake.bootstrap, INTAKE_RESULTS_TOPIC)
+    admin = KafkaAdminClient(bootstrap_servers=intake.bootstrap)
+    try:
+        intake.send_commands(before)
+        wait_for(lambda: len(results_by_id(results)) == len(before), "the outcomes before the outage")
+        positions = [(r["partition"], r["offset"]) for r in results.values]
+        done = {p: max(o for q, o in positions if q == p) + 1 for p, _ in positions}
+        wait_for(lambda: committed_offsets(admin) == done, "offsets committed before the outage")
+
+        postmaster = stack._postmaster_pid()
+        assert postmaster is not None
+        os.kill(postmaster, signal.SIGKILL)
+        sent = [
+            intake.producer.send(
+                INTAKE_TOPIC,
+                key=c.case_number.encode(),
+                value=envelope_for(c, source_for(c, SYSTEMS)).to_bytes(),
+            )
+            for c in during
+        ]
+        intake.producer.flush()
+        first_during: dict[int, int] = {}
+        for future in sent:
+            metadata = future.get(timeout=30)
+            first_during.setdefault(metadata.partition, metadata.offset)
+
+        def not_ready() -> bool:
+            found = intake_health(intake.settings.state_dir)
+            return bool(found) and not found[0].ready and "postgres" in found[0].waiting_for
+
+        wait_for(not_ready, "the intake reporting not ready")
+        watched_until = time.monotonic() + 3.5  # longer than faust's 2.8 s commit interval
+        while time.monotonic() < watched_until:  # an invariant watched over the outage, not a wait
+            committed = committed_offsets(admin)
+            assert all(committed.get(p, 0) <= offset for p, offset in first_during.items()), committed
+            time.sleep(0.5)
+        assert process.poll() is None
+
+        url = stack.up(("postgres",)).database_url
+        assert url == intake.database_url  # the same port
+        wait_for(lambda: len(results_by_id(results)) == len(commands), "an outcome for every message")
+        wait_for(lambda: bool(intake_health(intake.settings.state_dir)[0].ready), "ready again")
+        outcomes = results_by_id(results)
+    finally:
+        admin.close()
+        results.close()
+    assert process.poll() is None
+    (health,) = intake_health(intake.settings.state_dir)
+    assert health.pid == process.pid
+    assert set(outcomes) == {c.command_id for c in commands}
+    assert [seen for seen in outcomes.values() if len(seen) != 1] == []
+    assert {seen[0]["outcome"] for seen in outcomes.values()} == {"ACCEPTED"}
+    assert stored_events(intake.database_url) == direct_versions(case_walks)
+    log_text = intake.log_of()
+    assert log_text.count("postgres unavailable; intake") == 1
+    assert "postgres available again; intake" in log_text

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from eventsourcing.persistence import OperationalError
 
 from app.application import CommandOutcome
+from consumers.backoff import Health, Outage, read_health
 from consumers.intake import IntakeProcessor, Received
 from domain.commands import Command
 from infra.source_systems import load_source_systems
@@ -101,3 +103,25 @@ def test_a_payload_that_does_not_fit_the_command_is_invalid_and_dead_lettered_wi
     assert one.result is not None and (one.result.outcome, one.result.rule) == ("INVALID", "INVALID_PAYLOAD")
     assert one.dead_letter is not None and "complaint_id" in one.dead_letter.reason
     assert one.dead_letter.message_id == "m-1"
+
+
+def test_a_database_outage_makes_the_intake_not_ready_until_a_batch_succeeds(tmp_path: Path) -> None:
+    health = Health(tmp_path, "intake-test")
+    delays: list[float] = []
+    intake = IntakeProcessor(
+        FlakyApplication(failures=3),  # type: ignore[arg-type]
+        load_source_systems(),
+        max_message_bytes=4096,
+        clock=lambda: NOW,
+        sleep=lambda delay: (delays.append(delay), seen.append(read_health(tmp_path)[0].ready)),
+        max_delay=1.0,
+        outage=Outage("intake test", "postgres", health),
+    )
+    seen: list[bool] = []
+
+    decided = intake.process([Received(message(), b"YK-1", 0, 7)])
+
+    assert decided[0].result is not None and decided[0].result.outcome == "ACCEPTED"
+    assert seen == [False, False, False]
+    assert read_health(tmp_path)[0].ready
+    assert len(delays) == 3 and all(0 < d <= 1.0 for d in delays)
