@@ -17,7 +17,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -175,6 +178,7 @@ class LocalStack:
 
     def down(self, *, purge: bool = False) -> None:
         """Stop what this stack started; ``purge`` also deletes PostgreSQL's data."""
+        self.api_down()
         self._kafka_down()
         self._postgres_down()
         if purge:
@@ -210,6 +214,15 @@ class LocalStack:
                 "pid": process.pid if process else None,
                 "port": kafka.get("port"),
                 "url": kafka.get("url"),
+            }
+        if "api" in state:  # only once `stack up --api` started it
+            api = self._api_process()
+            result["api"] = {
+                "managed": True,
+                "running": api is not None,
+                "pid": api.pid if api else None,
+                "port": state["api"].get("port"),
+                "url": state["api"].get("url"),
             }
         return result
 
@@ -420,6 +433,65 @@ class LocalStack:
             process.kill()
             process.wait(timeout=5)
         (self.kafka_dir / "tansu.pid").unlink(missing_ok=True)
+
+    # ---- HTTP API (`yekuo stack up --api`) ------------------------------------------------------------
+
+    def _api_process(self) -> psutil.Process | None:
+        api = self._state().get("api", {})
+        if not api.get("pid"):
+            return None
+        return _our_process(int(api["pid"]), "cli.main api", f"--port {api['port']}")
+
+    def api_up(self, port: int = 8000, timeout: float = 60.0) -> str:
+        """Start ``yekuo api`` on ``port`` in the background (once); returns its URL when it is ready."""
+        state = self._state()
+        if self._api_process() is not None:
+            return str(state["api"]["url"])
+        if not _port_bindable(port):
+            raise StackError(f"port {port} is taken: choose another with --api-port")
+        url = f"http://127.0.0.1:{port}"
+        log_path = self.state_dir / "api.log"
+        with log_path.open("ab") as log_file:
+            process = subprocess.Popen(  # noqa: S603 — our own CLI with a fixed argument list
+                [sys.executable, "-m", "cli.main", "api", "--host", "127.0.0.1", "--port", str(port)],
+                env={**os.environ, "YEKUO_STATE_DIR": str(self.state_dir)},
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        state["api"] = {"port": port, "url": url, "pid": process.pid}
+        self._save_state(state)
+        deadline = time.monotonic() + timeout
+        while not _answers(f"{url}/health/ready"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                self.api_down()
+                raise ServerStartError(f"yekuo api did not become ready on port {port}:\n{_tail(log_path)}")
+            time.sleep(0.2)
+        log.info("stack.api_up", url=url, pid=process.pid)
+        return url
+
+    def api_down(self) -> None:
+        """Stop the API that ``api_up`` started (SIGTERM, then SIGKILL after 20 s)."""
+        process = self._api_process()
+        if process is not None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except psutil.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        state = self._state()
+        if state.pop("api", None) is not None:
+            self._save_state(state)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 — our own http://127.0.0.1 URL
+            return bool(answer.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def endpoints(settings: Settings, components: tuple[str, ...] = COMPONENTS) -> Endpoints:
