@@ -30,3 +30,18 @@ def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
     for chatty in ("kafka", "aiokafka", "psycopg.pool"):  # connection chatter at INFO
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
+    transport = logging.getLogger("kafka.net.transport")
+    if not any(isinstance(f, DroppedConnectionWithoutTraceback) for f in transport.filters):
+        transport.addFilter(DroppedConnectionWithoutTraceback())
+
+
+class DroppedConnectionWithoutTraceback(logging.Filter):
+    """kafka-python logs a broker connection reset with ``log.exception``: a stack trace through its socket
+    code for an expected event of every broker outage, which the process already reports and rides out.
+    Keep the line, drop the trace; any other exception keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], OSError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
