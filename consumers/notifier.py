@@ -34,6 +34,8 @@ log = structlog.get_logger("yekuo.notifier")
 
 ESCALATION_ACTOR = Actor("yekuo-notifier", "业扩协同督办", "SYSTEM")
 
+DISPATCH_BATCH = 500  # notifications per broker round trip and ledger commit
+
 _PENDING = """
 SELECT n.notification_id, n.case_id, n.case_number, n.recipient_kind, n.recipient, n.kind, n.message,
        n.due_at, n.created_at
@@ -75,7 +77,7 @@ class Notifier:
         self._producer: KafkaProducer | None = None
         self._app: CaseApplication | None = None
 
-    def dispatch_pending(self, limit: int = 500) -> int:
+    def dispatch_pending(self, limit: int = DISPATCH_BATCH) -> int:
         """Publish undelivered notifications and mark them delivered once the broker acknowledged every one
         of them; a failed send raises and marks nothing (they go out again next time)."""
         calendar = sla_config(self.settings).calendar

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,6 +30,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from app.application import CaseApplication
 from app.bootstrap import build_case_application
 from app.event_log import CaseEventLog
+from consumers.notifier import DISPATCH_BATCH
 from consumers.relay import Relay
 from consumers.sla_clock import SlaClock
 from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
@@ -343,6 +345,20 @@ def test_acknowledged_notifications_are_read_and_unacknowledged_ones_escalate_on
     assert history.count("NotificationEscalated") == first_round
 
 
+def recorded_notifications(database_url: str) -> set[str]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return {str(row[0]) for row in conn.execute("SELECT notification_id FROM notifications")}
+
+
+def undelivered_notifications(database_url: str) -> int:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM notifications n WHERE NOT EXISTS "
+            "(SELECT 1 FROM notification_deliveries d WHERE d.notification_id = n.notification_id)"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def test_kill_9_of_relay_and_worker_mid_stream_loses_and_doubles_nothing(pipeline: Pipeline) -> None:
     finals = pipeline.walk(120, "YK-K")  # ~3 000 events
     assert sum(finals.values()) > 2500
@@ -373,11 +389,16 @@ def test_kill_9_of_relay_and_worker_mid_stream_loses_and_doubles_nothing(pipelin
     pipeline.start("worker", log_name="worker-3")
 
     wait_for(caught_up(pipeline.database_url, finals), "every case after the restarts", timeout=240)
+    wait_for(lambda: not undelivered_notifications(pipeline.database_url), "every notification delivered")
     live = read_models(pipeline.database_url)
     sent_before_rebuild = topic_values(pipeline.bootstrap, NOTIFICATIONS_TOPIC)
     assert rebuilt_models(pipeline) == live
-    ids = [json.loads(v)["notification_id"] for v in sent_before_rebuild]
-    assert len(ids) == len(set(ids)), "a notification was sent twice"
+    sends = Counter(json.loads(v)["notification_id"] for v in sent_before_rebuild)
+    assert set(sends) == recorded_notifications(pipeline.database_url), "a notification was lost"
+    # At least once (docs/messaging.md): a worker killed after the broker acknowledged a batch and before
+    # the delivery ledger committed sends that batch again, same ids. Two kills: at most two batches again.
+    repeated = sum(count - 1 for count in sends.values())
+    assert repeated <= 2 * DISPATCH_BATCH and max(sends.values()) <= 3, sends.most_common(3)
 
 
 def test_the_relay_republishes_after_the_broker_lost_its_data(pipeline: Pipeline) -> None:
