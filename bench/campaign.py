@@ -10,9 +10,11 @@ API, intake, relay, projection worker(s) with their notifier timers, SLA clock �
   through one door, one command at a time. Clients retry through outages with the **same** command or
   message id, which is what makes a retry safe. Every acknowledgement a client got is recorded: an API 200
   with its command id, an intake ``ACCEPTED`` result by message id;
-- kills a random process with kill -9 every ``--kill-every`` seconds and restarts it at once;
-- kills PostgreSQL (postmaster and backends) with kill -9 once and restarts it on the same port and data,
-  and kills the broker once and restarts it empty on the same port (a memory broker loses everything);
+- every ``--kill-every`` seconds (±30 %), one fault: first every kind once in a shuffled order (each kind
+  of process, PostgreSQL, the broker), then a random process; the run goes on until that first round is
+  done (``FaultSchedule``). A process gets kill -9 and is restarted at once. PostgreSQL (postmaster and
+  backends) gets kill -9 once and is restarted on the same port and data after ``--outage-seconds``; the
+  broker once, restarted empty on the same port (a memory broker loses everything);
 - sends bursts of hostile intake messages (bad JSON, not UTF-8, unknown type, wrong source, schema-invalid)
   and malformed API requests (bad JSON, no command id, unknown type, bad token, invalid fields).
 
@@ -29,7 +31,8 @@ store, and checks (printed as one JSON document, exit code 1 when a guarantee is
 - ``notifications``: nothing on the topic that is not in the read model, repeats of an id counted, every
   delivery recorded after the broker restart seen on the topic;
 - ``hash_chains``: ``yekuo case verify --all`` exits 0;
-- ``processes``: no process exited by itself; hostile API requests never got a 5xx;
+- ``processes``: every kind of fault happened (``kills_by_kind``); no process exited by itself; hostile
+  API requests never got a 5xx;
 - ``availability``: the longest gap between two acknowledgements at each door while load was offered, the
   longest a command waited from its first attempt to its acknowledgement, and the recovery time after each
   kill and restart (to ready, or to the door's next acknowledgement).
@@ -130,12 +133,48 @@ class CampaignConfig:
     kill_every: float = 3.5
     workers: int = 2
     outage_seconds: float = 3.0
-    postgres_kill_at: float = 0.35
-    broker_kill_at: float = 0.65
-    """When the database and the broker are killed, as shares of ``seconds``."""
     hostile_every: float = 10.0
     seed: int = 14
     workdir: Path | None = None
+
+
+# ---- the faults ------------------------------------------------------------------------------------------
+
+PROCESS_KINDS = ("api", "intake", "relay", "worker", "sla-clock")
+SERVER_KINDS = ("postgres", "kafka")
+FAULT_KINDS = PROCESS_KINDS + SERVER_KINDS
+"""Every kind of fault: a kill -9 of each kind of process, and of each server (then restarted)."""
+
+
+def kind_of(name: str) -> str:
+    """The kind of a process name: ``worker-2`` → ``worker``."""
+    return "worker" if name.startswith("worker-") else name
+
+
+class FaultSchedule:
+    """Which fault comes next: first every kind once, in a shuffled order, then random process kills.
+
+    So every run, however short, kills each kind of process and each server (once: a server is killed in
+    the first round only), and the campaign goes on until that round is done even when its time is up."""
+
+    def __init__(self, rng: random.Random, processes: list[str]) -> None:
+        self.random = rng
+        self.processes = processes
+        self.first_round = list(FAULT_KINDS)
+        rng.shuffle(self.first_round)
+
+    @property
+    def every_kind_done(self) -> bool:
+        return not self.first_round
+
+    def next(self) -> str:
+        """A server kind (``postgres``, ``kafka``) or the name of the process to kill."""
+        if self.first_round:
+            kind = self.first_round.pop(0)
+            if kind in SERVER_KINDS:
+                return kind
+            return self.random.choice([p for p in self.processes if kind_of(p) == kind])
+        return self.random.choice(self.processes)
 
 
 # ---- what the clients saw ---------------------------------------------------------------------------------
@@ -723,28 +762,23 @@ class Campaign:
     # ---- faults -------------------------------------------------------------------------------------
 
     def chaos(self) -> None:
+        """Faults until the time is up and every kind has happened once (``FaultSchedule``)."""
         config = self.config
+        schedule = FaultSchedule(self.random, self.names())
         started = self.ledger.now()
-        plan = sorted(
-            [
-                (started + config.seconds * config.postgres_kill_at, "postgres"),
-                (started + config.seconds * config.broker_kill_at, "kafka"),
-            ]
-        )
-        next_kill = started + config.kill_every
+        next_fault = started + config.kill_every
         next_hostile = started + config.hostile_every / 2
         hostile_index = 0
-        while not self.stop_faults.wait(0.1):
+        while not (self.stop_faults.wait(0.1) and schedule.every_kind_done):
             now = self.ledger.now()
-            if plan and now >= plan[0][0]:
-                _, server = plan.pop(0)
-                self.server_outage(server)
-                next_kill = self.ledger.now() + config.kill_every
-                continue
-            if now >= next_kill:
-                victim = self.random.choice(self.names())
-                self.kill_and_restart(victim)
-                next_kill = now + config.kill_every * (0.7 + 0.6 * self.random.random())
+            if now >= next_fault:
+                fault = schedule.next()
+                if fault in SERVER_KINDS:
+                    self.server_outage(fault)
+                    now = self.ledger.now()
+                else:
+                    self.kill_and_restart(fault)
+                next_fault = now + config.kill_every * (0.7 + 0.6 * self.random.random())
             if now >= next_hostile:
                 self.hostile_burst(hostile_index)
                 hostile_index += 1
@@ -1056,8 +1090,12 @@ class Campaign:
             text = path.read_text(errors="replace") if path.exists() else ""
             tracebacks[name] = text.count("Traceback")
         kills = [e for e in self.ledger.events if e["kind"] == "kill"]
+        by_kind = Counter(kind_of(e["process"]) for e in kills)
+        by_kind.update(e["process"] for e in self.ledger.events if e["kind"] == "server kill")
         return {
             "kills": len(kills),
+            "kills_by_kind": {kind: by_kind[kind] for kind in FAULT_KINDS},
+            "kinds_never_killed": [kind for kind in FAULT_KINDS if not by_kind[kind]],
             "kills_by_process": dict(Counter(e["process"] for e in kills)),
             "server_kills": [e["process"] for e in self.ledger.events if e["kind"] == "server kill"],
             "unexpected_exits": len(self.ledger.unexpected_exits),
@@ -1096,11 +1134,7 @@ class Campaign:
                 if after:
                     recoveries["intake"].append(round(min(after) - event["restarted_at"], 3))
             elif event["kind"] == "kill" and event.get("recovered_in") is not None:
-                recoveries[
-                    event["process"].split("-")[0]
-                    if event["process"].startswith("worker")
-                    else event["process"]
-                ].append(event["recovered_in"])
+                recoveries[kind_of(event["process"])].append(event["recovered_in"])
             elif event["kind"] == "server kill":
                 restarted = event.get("restarted_at")
                 next_acks = {}
@@ -1148,6 +1182,9 @@ def broken_guarantees(checks: dict[str, Any]) -> list[str]:
         broken.append(
             "notifications delivered that do not exist, or recorded as delivered and never published"
         )
+    if checks["processes"]["kinds_never_killed"]:
+        never = ", ".join(checks["processes"]["kinds_never_killed"])
+        broken.append(f"a kind of fault never happened: {never}")
     if checks["hash_chains"]["exit_code"] != 0:
         broken.append("hash chains not intact")
     if checks["processes"]["unexpected_exits"]:
