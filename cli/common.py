@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from enum import Enum
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
@@ -18,6 +19,9 @@ from domain.vocabulary import Department
 from infra.messages import CaseEventMessage
 from infra.settings import Settings
 from infra.stack import endpoints
+
+if TYPE_CHECKING:
+    from consumers.backoff import Health
 
 OUTSIDE_PARTIES = {
     "CUSTOMER": "客户",
@@ -91,6 +95,38 @@ def database_url() -> str:
 def open_application() -> CaseApplication:
     """The case application on the configured (or local-stack) PostgreSQL."""
     return build_case_application(Settings(), database_url())
+
+
+def application_once_database_up(
+    process: str,
+    settings: Settings,
+    url: str,
+    *,
+    create_tables: bool = False,
+    pool_timeout: int = 5,
+    health: Health | None = None,
+) -> CaseApplication:
+    """The case application for a long-running process, which may start while PostgreSQL is down: it waits
+    (one log line, not ready on ``health``) instead of exiting. With ``create_tables``, a concurrent
+    creation by another process ("tuple concurrently updated") is retried too."""
+    from eventsourcing import persistence
+
+    from consumers.backoff import TRANSIENT_DATABASE_ERRORS, Outage
+
+    retried: tuple[type[BaseException], ...] = TRANSIENT_DATABASE_ERRORS
+    if create_tables:
+        retried += (persistence.ProgrammingError, persistence.InternalError)
+    database = Outage(process, "postgres", health)
+    while True:
+        try:
+            app = build_case_application(
+                settings, url, create_tables=create_tables, pool_timeout=pool_timeout
+            )
+        except retried as error:
+            time.sleep(database.failed(error))
+            continue
+        database.recovered()
+        return app
 
 
 LogBatches = Iterable[tuple[list[CaseEventMessage], int]]

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from pathlib import Path
 
 import psycopg
 import typer
-from eventsourcing import persistence
 from rich.console import Console
 from rich.table import Table
 
-from app.application import CaseApplication
 from app.bootstrap import build_case_application
 from app.event_log import CaseEventLog
-from cli.common import log_progress
+from cli.common import application_once_database_up, log_progress
 from consumers.status import pipeline_status
 from infra.intake_messages import intake_schema_documents
 from infra.messages import json_schema_documents
@@ -47,28 +44,12 @@ def relay() -> None:
 
     settings = Settings()
     ends = endpoints(settings)
-    app = _event_store_creating_tables(settings, ends.database_url)
+    # The relay is often the first process up on a fresh stack: it creates the event store's tables.
+    app = application_once_database_up("relay", settings, ends.database_url, create_tables=True)
     try:
         Relay(app, ends.database_url, ends.kafka_bootstrap_servers, settings).run(_stop_on_signals())
     finally:
         app.close()
-
-
-def _event_store_creating_tables(settings: Settings, database_url: str) -> CaseApplication:
-    """The case application, creating the event store's tables on a fresh stack (the relay is often the
-    first process up); a concurrent creation by another process is retried, a database not yet up waited
-    for with one log line."""
-    from consumers.backoff import TRANSIENT_DATABASE_ERRORS, Outage
-
-    database = Outage("relay", "postgres")
-    while True:
-        try:
-            app = build_case_application(settings, database_url, create_tables=True)
-        except (*TRANSIENT_DATABASE_ERRORS, persistence.ProgrammingError, persistence.InternalError) as error:
-            time.sleep(database.failed(error))  # e.g. "tuple concurrently updated" from a parallel create
-            continue
-        database.recovered()
-        return app
 
 
 def worker(

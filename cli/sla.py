@@ -20,7 +20,16 @@ from rich.table import Table
 
 from app.bootstrap import build_case_application
 from app.event_log import CaseEventLog
-from cli.common import NowOption, database_url, days, department_label, label, log_progress, parse_now
+from cli.common import (
+    NowOption,
+    application_once_database_up,
+    database_url,
+    days,
+    department_label,
+    label,
+    log_progress,
+    parse_now,
+)
 from cli.quality import print_quality
 from domain.calendar import SHANGHAI
 from domain.vocabulary import Category, Stage
@@ -92,7 +101,8 @@ def sla_clock(
 
     settings = Settings()
     url = database_url()
-    app = build_case_application(settings, url, create_tables=False)
+    health = Health(settings.state_dir, "sla-clock")
+    app = application_once_database_up("sla clock", settings, url, health=health)
     fixed = parse_now(now) if now else None
     sla = SlaClock(app, url, clock=(lambda: fixed) if fixed else (lambda: datetime.now(UTC)))
     try:
@@ -102,7 +112,7 @@ def sla_clock(
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-        sla.run(stop, settings.sla_tick_seconds, health=Health(settings.state_dir, "sla-clock"))
+        sla.run(stop, settings.sla_tick_seconds, health=health)
     finally:
         app.close()
 
