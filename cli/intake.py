@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from app.bootstrap import build_case_application
+from cli.common import application_once_database_up
 from infra.kafka_admin import ensure_yekuo_topics
 from infra.settings import INTAKE_TOPIC, Settings
 from infra.source_systems import load_source_systems
@@ -38,8 +38,8 @@ def intake(
     settings = Settings()
     ends = endpoints(settings)
     ensure_yekuo_topics(ends.kafka_bootstrap_servers, settings)
-    case_app = build_case_application(
-        settings, ends.database_url, pool_timeout=settings.intake_pool_timeout_seconds
+    case_app = application_once_database_up(  # started during an outage: waits (the campaign found it exit)
+        "intake", settings, ends.database_url, pool_timeout=settings.intake_pool_timeout_seconds
     )
     built = build_intake(
         settings,

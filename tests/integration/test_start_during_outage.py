@@ -15,11 +15,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+from kafka import KafkaProducer
 
-from infra.settings import Settings
+from app.bootstrap import build_case_application
+from infra.kafka_admin import ensure_yekuo_topics
+from infra.settings import INTAKE_RESULTS_TOPIC, Settings
 from infra.stack import LocalStack
 from projections import registry
 from projections.store import create_schema
+from tests.integration.test_intake import Intake, TopicReader, results_by_id, walks
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 60.0
@@ -84,3 +88,46 @@ def test_an_sla_clock_started_before_postgres_waits_not_ready_and_runs_once_post
     assert text.count("postgres unavailable; sla clock waits and retries") == 1
     assert text.count("postgres available again; sla clock resumed") == 1
     assert "Traceback" not in text
+
+
+def test_an_intake_started_before_postgres_waits_not_ready_and_decides_every_message_once_it_is_up(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        state_dir=tmp_path / "stack", kafka_session_timeout_ms=2000, kafka_heartbeat_interval_ms=500
+    )
+    stack = LocalStack(settings)
+    ends = stack.up(("postgres", "kafka"))
+    ensure_yekuo_topics(ends.kafka_bootstrap_servers, settings)
+    build_case_application(settings, ends.database_url).close()  # tables, then PostgreSQL stops
+    stack._postgres_down()
+    producer = KafkaProducer(bootstrap_servers=ends.kafka_bootstrap_servers, acks="all", linger_ms=5)
+    line = Intake(ends.database_url, ends.kafka_bootstrap_servers, settings, tmp_path, producer,
+                  extra_env={"YEKUO_STATE_DIR": str(settings.state_dir)})  # fmt: skip
+    commands = [command for walk in walks(3, "YK-LATE") for command in walk]
+    results = TopicReader(ends.kafka_bootstrap_servers, INTAKE_RESULTS_TOPIC)
+    process = line.start()
+    try:
+        wait_for(
+            lambda: "postgres unavailable; intake waits and retries" in line.log_of(), "the intake waiting"
+        )
+        alive_while_down = process.poll() is None
+        assert stack.up(("postgres",)).database_url == ends.database_url
+        line.send_commands(commands)
+        wait_for(lambda: len(results_by_id(results)) == len(commands), "an outcome for every message")
+        outcomes = results_by_id(results)
+        alive_after = process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        results.close()
+        producer.close()
+        stack.down(purge=True)
+
+    assert alive_while_down, line.log_of()[-3000:]
+    assert alive_after
+    assert all(len(found) == 1 for found in outcomes.values())
+    assert {found[0]["outcome"] for found in outcomes.values()} == {"ACCEPTED"}, outcomes
+    log = line.log_of()
+    assert log.count("postgres available again; intake resumed") == 1
+    assert "Traceback" not in log
