@@ -37,7 +37,7 @@ log = structlog.get_logger(__name__)
 PROBE_SECONDS = 1.0
 """How often a healthy API checks that PostgreSQL answers: an outage is noticed within about this long."""
 
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     psycopg.OperationalError,  # includes psycopg_pool.PoolTimeout
     psycopg.InterfaceError,
     persistence.OperationalError,  # the event store's wrapping of the two above
@@ -45,7 +45,7 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 """Errors that mean the database cannot be reached (not that a query is wrong: those stay 500s)."""
 
-_PROBE_ERRORS = (psycopg.Error, *CONNECTION_ERRORS)
+_PROBE_ERRORS: tuple[type[Exception], ...] = (psycopg.Error, *CONNECTION_ERRORS)
 
 NO_DATABASE_PATHS = frozenset(
     {"/health/live", "/health/ready", "/metrics", "/openapi.json", "/docs", "/redoc"}
