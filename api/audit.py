@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.encoders import jsonable_encoder
 
 from api.context import Services, allow, services
+from api.encoding import json_object
 from api.reads import OVERSEERS, ReasonQuery, unmasked_read
 from api.security import Principal
 from app.event_log import CaseEventLog
@@ -30,7 +31,7 @@ _HIDDEN = frozenset({"originator_id", "originator_version", "timestamp", "origin
 def _event_json(event: Case.Event, *, unmasked: bool) -> dict[str, Any]:
     fields = {k: v for k, v in vars(event).items() if k not in _HIDDEN}
     payload = fields if unmasked else mask_personal_data(fields)
-    return jsonable_encoder(
+    return json_object(
         {
             "version": event.originator_version,
             "type": type(event).__name__,
@@ -43,7 +44,7 @@ def _event_json(event: Case.Event, *, unmasked: bool) -> dict[str, Any]:
 def _state_json(case: Case, *, unmasked: bool) -> dict[str, Any]:
     fields = {k: v for k, v in vars(case).items() if not k.startswith("_")}
     fields = fields if unmasked else mask_personal_data(fields)
-    return jsonable_encoder(
+    return json_object(
         {"case_id": case.id, "version": case.version, "modified_at": case.modified_on, **fields},
         custom_encoder={set: sorted, frozenset: sorted},
     )
@@ -117,7 +118,7 @@ def audit_router() -> APIRouter:
         if not history:
             raise HTTPException(404, f"no case {case_number}")
         report = responsibility_report(_config(svc), history, now or svc.clock())
-        return jsonable_encoder(
+        return json_object(
             {
                 "rule_set": report.rule_set,
                 "clocks": [
@@ -158,7 +159,7 @@ def audit_router() -> APIRouter:
             for message in messages:
                 histories[message.case_id].append(message)
         report = compare(config, rules, histories, moment, from_, to)
-        return jsonable_encoder(
+        return json_object(
             {
                 "active": config.rule_set,
                 "other": rules,

@@ -49,10 +49,10 @@ class Services:
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        if self.gate is not None and self.gate.down is not None:  # also before a start-up outage ends
+            raise psycopg.OperationalError(f"database unavailable since {self.gate.down.since.isoformat()}")
         if self.pool is None:
             raise RuntimeError("the API's connection pool is not started (lifespan not run)")
-        if self.gate is not None and self.gate.down is not None:
-            raise psycopg.OperationalError(f"database unavailable since {self.gate.down.since.isoformat()}")
         with self.pool.connection() as conn:
             yield conn
 

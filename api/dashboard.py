@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from api.context import Services, allow, services
+from api.encoding import json_object, json_rows
 from api.reads import OVERSEERS, READERS, scoped_department, tally_json
 from api.security import Principal, Role
 from dashboard import ASSETS, ECHARTS, PAGES
@@ -60,7 +60,7 @@ def overview(svc: Services, first: Any = None, last: Any = None) -> dict[str, An
             "ageing": queries.department_workload(conn),
             "bottlenecks": queries.stage_bottlenecks(conn, now),
         }
-    return jsonable_encoder(answer)
+    return json_object(answer)
 
 
 def dashboard_router() -> APIRouter:
@@ -122,7 +122,7 @@ def dashboard_router() -> APIRouter:
         scoped_department(principal, department)
         now = svc.clock()
         with svc.connection() as conn:
-            return jsonable_encoder(
+            return json_object(
                 {
                     "now": now,
                     "department": department,
@@ -147,6 +147,6 @@ def dashboard_router() -> APIRouter:
             items = queries.case_work_items(conn, case_number)
         if principal.role is Role.STAFF and not any(i["department"] == principal.department for i in items):
             raise HTTPException(404, f"no case {case_number} held by {principal.department}")
-        return jsonable_encoder(items)
+        return json_rows(items)
 
     return router

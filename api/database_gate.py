@@ -8,6 +8,10 @@ why. The watchdog then retries with ``consumers.backoff``'s bounded backoff; the
 when it starts and once when it ends (``Outage``), and the readiness file ``STATE_DIR/health/api-<pid>.json``
 follows it (``Health``). A request that meets a connection error itself (the outage began under it) is
 answered 503 too and wakes the watchdog for an immediate probe.
+
+An API started while PostgreSQL is down starts with the gate closed (``start(down=error)``): it answers
+``/health/live``, reports not ready, and the watchdog runs ``prepare`` (building the event store, the pool,
+the schema) after its first successful probe, opening the gate only once that has succeeded.
 """
 
 from __future__ import annotations
@@ -33,13 +37,15 @@ log = structlog.get_logger(__name__)
 PROBE_SECONDS = 1.0
 """How often a healthy API checks that PostgreSQL answers: an outage is noticed within about this long."""
 
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     psycopg.OperationalError,  # includes psycopg_pool.PoolTimeout
     psycopg.InterfaceError,
     persistence.OperationalError,  # the event store's wrapping of the two above
     persistence.InterfaceError,
 )
 """Errors that mean the database cannot be reached (not that a query is wrong: those stay 500s)."""
+
+_PROBE_ERRORS: tuple[type[Exception], ...] = (psycopg.Error, *CONNECTION_ERRORS)
 
 NO_DATABASE_PATHS = frozenset(
     {"/health/live", "/health/ready", "/metrics", "/openapi.json", "/docs", "/redoc"}
@@ -59,10 +65,17 @@ class Down:
 class DatabaseGate:
     """The API's view of PostgreSQL: open, or closed by an outage the watchdog is waiting out."""
 
-    def __init__(self, database_url: str, health: Health, on_recovery: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        health: Health,
+        on_recovery: Callable[[], None],
+        prepare: Callable[[], None] | None = None,
+    ) -> None:
         self._url = database_url
         self.health = health
         self._on_recovery = on_recovery
+        self._prepare = prepare  # run after the first good probe when ``start`` was told the database is down
         self.outage = Outage("api", "postgres", health)
         self.down: Down | None = None
         self._wake = threading.Event()
@@ -72,8 +85,15 @@ class DatabaseGate:
 
     # ---- watchdog ----------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, down: BaseException | None = None) -> None:
+        """Watch from now on; ``down`` is the connection error that kept start-up from preparing, if any:
+        the gate then stays closed until the watchdog has run ``prepare``."""
         self.health.write()
+        if down is not None:
+            delay = self.outage.failed(down)
+            self.down = Down(_reason(down), datetime.now(UTC), time.monotonic() + delay)
+        else:
+            self._prepare = None  # start-up prepared everything itself
         self._thread = threading.Thread(target=self._watch, name="api-database-watchdog", daemon=True)
         self._thread.start()
 
@@ -93,12 +113,14 @@ class DatabaseGate:
         while not self._stop.is_set():
             try:
                 self._probe()
-            except psycopg.Error as error:  # the server is down, restarting, or refusing connections
+                if self._prepare is not None:
+                    self._prepare()
+                    self._prepare = None
+            except _PROBE_ERRORS as error:  # the server is down, restarting, or refusing connections
                 self._close_probe()
                 delay = self.outage.failed(error)
                 since = self.down.since if self.down else datetime.now(UTC)
-                reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-                self.down = Down(reason, since, time.monotonic() + delay)
+                self.down = Down(_reason(error), since, time.monotonic() + delay)
                 self._stop.wait(delay)  # during an outage, failing requests do not shorten the backoff
                 self._wake.clear()
                 continue
@@ -148,6 +170,10 @@ class DatabaseGate:
         if down is not None:
             body["since"] = down.since.isoformat()
         return JSONResponse(body, status_code=503, headers={"Retry-After": str(wait)})
+
+
+def _reason(error: BaseException) -> str:
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
 
 
 class DatabaseGateMiddleware:

@@ -67,38 +67,59 @@ def create_app(
         ),
     )
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # a short pool wait: a request already inside the event store when an outage begins gives up
-        # after its ten retries of 1 s, not of eventsourcing's default 30 s; the gate stops later ones
-        svc.application = build_case_application(settings, database_url, clock=clock, pool_timeout=1)
-        svc.pool = ConnectionPool(
-            database_url,
-            min_size=1,
-            max_size=8,
-            timeout=PG_CONNECT_TIMEOUT,
-            kwargs={
-                "autocommit": True,
-                "connect_timeout": PG_CONNECT_TIMEOUT,
-                "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}",
-            },
-            open=True,
-        )
-        with svc.connection() as conn:
+    def prepare() -> None:
+        """Build what needs PostgreSQL; each step is skipped once done, so a retry after an outage that
+        struck half-way does not build anything twice."""
+        if svc.application is None:
+            # a short pool wait: a request already inside the event store when an outage begins gives up
+            # after its ten retries of 1 s, not of eventsourcing's default 30 s; the gate stops later ones
+            svc.application = build_case_application(settings, database_url, clock=clock, pool_timeout=1)
+        if svc.pool is None:
+            svc.pool = ConnectionPool(
+                database_url,
+                min_size=1,
+                max_size=8,
+                timeout=PG_CONNECT_TIMEOUT,
+                kwargs={
+                    "autocommit": True,
+                    "connect_timeout": PG_CONNECT_TIMEOUT,
+                    "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}",
+                },
+                open=True,
+            )
+        with svc.pool.connection() as conn:
             create_schema(conn, registry.select())
             create_access_log(conn)
             create_lookup_limit(conn)
+
+    def drop_broken_connections() -> None:
+        if svc.pool is not None:
+            svc.pool.check()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        gate = DatabaseGate(
+            database_url, Health(settings.state_dir, f"api-{os.getpid()}"), drop_broken_connections, prepare
+        )
+        try:
+            prepare()
+        except CONNECTION_ERRORS as error:
+            # started during an outage: serve /health/live and 503s; the watchdog prepares when it is over
+            down: BaseException | None = error
+        else:
+            down = None
         svc.metrics.watch_pipeline(svc.connection)
-        pool = svc.pool
-        svc.gate = DatabaseGate(database_url, Health(settings.state_dir, f"api-{os.getpid()}"), pool.check)
-        svc.gate.start()
-        log.info("api.started")
+        svc.gate = gate
+        gate.start(down=down)
+        log.info("api.started", database_ready=down is None)
         try:
             yield
         finally:
-            svc.gate.stop()
-            svc.pool.close()
-            svc.application.close()
+            gate.stop()
+            if svc.pool is not None:
+                svc.pool.close()
+            if svc.application is not None:
+                svc.application.close()
 
     api = FastAPI(
         title="Yekuo 业扩报装 API",

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from api.access_log import record_access
 from api.context import Services, allow, services
+from api.encoding import json_object, json_rows
 from api.security import Principal, Role
 from app.application import CaseNotFoundError
 from domain.case import Case
@@ -81,7 +82,7 @@ def progress_view(svc: Services, case: Case, *, unmasked: bool) -> dict[str, Any
     answer["contact_phone"] = case.contact_phone if unmasked else mask_phone(case.contact_phone)
     answer["id_number"] = case.id_number if unmasked else mask_id_number(case.id_number)
     answer["case_version"] = case.version
-    return jsonable_encoder(answer)
+    return json_object(answer)
 
 
 def load_case(svc: Services, case_number: str) -> Case:
@@ -184,7 +185,7 @@ def read_router() -> APIRouter:
     ) -> list[dict[str, Any]]:
         """A signed-in customer's cases (customer reference = the token's subject)."""
         with svc.connection() as conn:
-            return jsonable_encoder(queries.cases_of_customer(conn, principal.person_id))
+            return json_rows(queries.cases_of_customer(conn, principal.person_id))
 
     @router.get("/departments/{department}/queue", tags=["departments"])
     def queue(
@@ -196,7 +197,7 @@ def read_router() -> APIRouter:
         special care first, then the higher priority tier, the nearer deadline, the older item."""
         scoped_department(principal, department)
         with svc.connection() as conn:
-            return jsonable_encoder(queries.department_queue(conn, department, svc.clock()))
+            return json_rows(queries.department_queue(conn, department, svc.clock()))
 
     @router.get("/departments/{department}/inbox", tags=["inbox"])
     def inbox(
@@ -207,7 +208,7 @@ def read_router() -> APIRouter:
         """收件箱 unacknowledged notifications of a department, with age and due date."""
         scoped_department(principal, department)
         with svc.connection() as conn:
-            return jsonable_encoder(queries.department_inbox(conn, department, svc.clock()))
+            return json_rows(queries.department_inbox(conn, department, svc.clock()))
 
     @router.get("/escalated-cases", tags=["departments"])
     def escalated_cases(
@@ -220,7 +221,7 @@ def read_router() -> APIRouter:
         if department is not None:
             known_department(department)
         with svc.connection() as conn:
-            return jsonable_encoder(queries.escalated_cases(conn, department, limit))
+            return json_rows(queries.escalated_cases(conn, department, limit))
 
     @router.get("/workload", tags=["departments"])
     def workload(
@@ -228,7 +229,7 @@ def read_router() -> APIRouter:
     ) -> list[dict[str, Any]]:
         """部门工作量 open items per department with ageing buckets."""
         with svc.connection() as conn:
-            return jsonable_encoder(queries.department_workload(conn))
+            return json_rows(queries.department_workload(conn))
 
     @router.get("/sla/open-clocks", tags=["sla"])
     def open_clocks(
@@ -243,7 +244,7 @@ def read_router() -> APIRouter:
         elif department is not None:
             known_department(department)
         with svc.connection() as conn:
-            return jsonable_encoder(queries.sla_open_clocks(conn, department, limit))
+            return json_rows(queries.sla_open_clocks(conn, department, limit))
 
     @router.get("/sla/crossings", tags=["sla"])
     def crossings(
@@ -261,7 +262,7 @@ def read_router() -> APIRouter:
         elif department is not None:
             known_department(department)
         with svc.connection() as conn:
-            return jsonable_encoder(
+            return json_rows(
                 queries.sla_crossings(
                     conn, level=level, department=department, first=from_, last=to, limit=limit
                 )

@@ -108,7 +108,7 @@ def issue_token(
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
     """The caller named by verified claims; ``TokenError`` for claims that do not fit the role."""
     try:
-        role = Role(claims.get("role"))
+        role = Role(str(claims.get("role")))
     except ValueError:
         raise TokenError(f"unknown role {claims.get('role')!r}") from None
     fields = {name: claims.get(claim) for name, claim in (("person_id", "sub"), ("name", "name"))}

@@ -14,15 +14,16 @@ import dataclasses
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from uuid import UUID
 
 import psycopg
 import structlog
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import CanMutateAggregate
 from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
@@ -30,6 +31,7 @@ from eventsourcing.persistence import (
     OperationalError,
     Transcoding,
 )
+from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.conninfo import conninfo_to_dict
 
 from domain.case import Case
@@ -131,10 +133,11 @@ def postgres_env(database_url: str) -> dict[str, str]:
     }
 
 
-class CaseApplication(Application):
+class CaseApplication(Application[UUID]):
     """Use cases on 业扩 cases: execute commands, read a case, its history, and verify its hash chain."""
 
     name = "cases"
+    recorder: PostgresApplicationRecorder  # always PostgreSQL here (``application_env``)
     env: ClassVar[dict[str, str]] = {
         # Commands mutate the cached case in place under a per-case lock and evict it on any failed save;
         # writes by other processes are caught by the version conflict on save (see ``execute``).
@@ -237,7 +240,7 @@ class CaseApplication(Application):
             return None
         return [CommandOutcome.from_receipt(receipt, repeated=False) for receipt in receipts]
 
-    def _save_decided(self, cases: list[Case], receipt_events: list[Any]) -> None:
+    def _save_decided(self, cases: list[Case], receipt_events: Sequence[CanMutateAggregate[UUID]]) -> None:
         """``Application.save`` without its per-object runtime Protocol checks (a tenth of a command's CPU):
         we know exactly what we save — cases (cached after saving) and receipt events (not cached)."""
         processing = ProcessingEvent[UUID]()
@@ -371,7 +374,7 @@ class CaseApplication(Application):
 
     def _find_receipt(self, receipt_id: UUID) -> CommandReceipt | None:
         """Read a receipt straight from the store (receipts are write-once; caching them wastes memory)."""
-        events = list(self.events.get(receipt_id))
+        events = self._stored_events(receipt_id)
         if not events:
             return None
         receipt: CommandReceipt | None = events[0].mutate(None)
@@ -393,7 +396,7 @@ class CaseApplication(Application):
         Not from the aggregate cache: another process may have suspended or renewed the party.
         """
         party: Party | None = None
-        for event in self.events.get(party_uuid_for(party_id)):
+        for event in self._stored_events(party_uuid_for(party_id)):
             party = event.mutate(party)
         return party.qualification() if party is not None else None
 
@@ -404,16 +407,24 @@ class CaseApplication(Application):
         case_id = case_id_for(case_number)
         with self._case_lock(case_id):
             case = copy.deepcopy(self._load(case_id, case_number))
-        for newer in self.events.get(case_id, gt=case.version):  # written by other processes
-            case = newer.mutate(case)
+        for newer in self._stored_events(case_id, gt=case.version):  # written by other processes
+            mutated = newer.mutate(case)
+            if mutated is None:  # eventsourcing's mutate gives None only for a discarded aggregate
+                raise CaseNotFoundError(f"no case {case_number}")
+            case = mutated
         return case
 
     def history(self, case_number: str) -> list[Case.Event]:
         """Every event of a case, oldest first (older event versions upcast)."""
-        events = list(self.events.get(case_id_for(case_number)))
+        events = self._stored_events(case_id_for(case_number))
         if not events:
             raise CaseNotFoundError(f"no case {case_number}")
-        return events
+        return cast("list[Case.Event]", events)  # a case's originator id holds only case events
+
+    def _stored_events(self, originator_id: UUID, gt: int | None = None) -> list[CanMutateAggregate[UUID]]:
+        """One aggregate's stored events. The event store types them as bare ``DomainEventProtocol``; all
+        this application stores are aggregate events (cases, parties, receipts), which can mutate."""
+        return cast("list[CanMutateAggregate[UUID]]", list(self.events.get(originator_id, gt=gt)))
 
     def receipt(self, command_id: str) -> CommandOutcome | None:
         """The recorded outcome of a command id, if it was ever executed."""

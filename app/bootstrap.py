@@ -50,5 +50,7 @@ def build_case_application(
         clock=clock,
         command_retries=settings.command_retries,
     )
-    app.snapshotting_intervals = {Case: settings.snapshot_interval}
+    # eventsourcing declares this a ClassVar but reads it through ``self``: an instance value is the
+    # per-process setting without changing the class for every application in the process
+    app.snapshotting_intervals = {Case: settings.snapshot_interval}  # type: ignore[misc]
     return app

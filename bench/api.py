@@ -39,6 +39,7 @@ import structlog
 from fastapi.encoders import jsonable_encoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import http_load  # bench/ itself is on sys.path: this script's directory
 
 from api.security import Role, issue_token
 from app.bootstrap import build_case_application
@@ -63,6 +64,7 @@ def _summary(latencies: list[float], seconds: float, offered: float | None = Non
     result = {
         "per_second": round(len(ordered) / seconds, 1),
         "p50_ms": round(q[49] * 1000, 2),
+        "p95_ms": round(q[94] * 1000, 2),
         "p99_ms": round(q[98] * 1000, 2),
         "operations": len(ordered),
     }
@@ -185,6 +187,9 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=200.0, help="offered progress look-ups per second")
+    parser.add_argument(
+        "--baseline-rate", type=float, default=50.0, help="offered /health/live per second, interleaved"
+    )
     parser.add_argument("--cases", type=int, default=300)
     parser.add_argument("--clients", type=int, default=4, help="closed-loop command clients")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
@@ -238,8 +243,24 @@ def main() -> None:
             def live(_: int) -> None:
                 http().get("/health/live")
 
-            progress = _summary(open_loop(lookup, args.rate, args.seconds), args.seconds, args.rate)
-            http_floor = _summary(open_loop(live, args.rate, args.seconds), args.seconds, args.rate)
+            # the load generator in its own process, on warmed keep-alive connections, both streams
+            # interleaved in the same seconds, latency from each request's scheduled moment
+            paths = [f"/cases/{n}/progress" for n in random.sample(numbers, len(numbers))]
+            separate = http_load.run(
+                {
+                    "base": base,
+                    "seconds": args.seconds,
+                    "streams": {
+                        "progress": {"paths": paths, "rate": args.rate, "headers": staff},
+                        "live": {"paths": ["/health/live"], "rate": args.baseline_rate},
+                    },
+                }
+            )
+            progress = _summary(separate["progress"], args.seconds, args.rate)
+            http_floor = _summary(separate["live"], args.seconds, args.baseline_rate)
+            # the former harness, for comparison: httpx from 16 threads of this process, one phase each
+            progress_inproc = _summary(open_loop(lookup, args.rate, args.seconds), args.seconds, args.rate)
+            live_inproc = _summary(open_loop(live, args.rate, args.seconds), args.seconds, args.rate)
             bare = _summary(open_loop(select, args.rate, args.seconds), args.seconds, args.rate)
 
             def submit_http(client: int, index: int) -> None:
@@ -271,11 +292,18 @@ def main() -> None:
                     "progress_lookup": progress,
                     "bare_select": bare,
                     "http_health_live": http_floor,
+                    "progress_lookup_in_process_httpx": progress_inproc,
+                    "http_health_live_in_process_httpx": live_inproc,
                     "http_commands": http_commands,
                     "direct_commands": direct,
                 },
                 "ratios": {
                     "progress_p99_vs_bare_select_p99": round(progress["p99_ms"] / bare["p99_ms"], 2),
+                    "progress_p99_vs_live_p99": round(progress["p99_ms"] / http_floor["p99_ms"], 2),
+                    "progress_p50_vs_live_p50": round(progress["p50_ms"] / http_floor["p50_ms"], 2),
+                    "in_process_progress_p99_vs_live_p99": round(
+                        progress_inproc["p99_ms"] / live_inproc["p99_ms"], 2
+                    ),
                     "http_vs_direct_commands": round(http_commands["per_second"] / direct["per_second"], 2),
                 },
             },

@@ -83,7 +83,7 @@ def kafka_timeouts(request_timeout_ms: int) -> dict[str, int]:
 
 def next_delay(attempt: int, *, first: float = 0.2, cap: float = 10.0, jitter: float = 0.25) -> float:
     """The delay before retry ``attempt`` (1-based): exponential, capped, with ±``jitter`` spread."""
-    base = min(cap, first * 2 ** max(attempt - 1, 0))
+    base = min(cap, first * 2.0 ** max(attempt - 1, 0))  # a float power: ``int ** int`` is typed Any
     return base * random.uniform(1 - jitter, 1 + jitter)  # noqa: S311 -- jitter, not cryptography
 
 
