@@ -108,15 +108,6 @@ RESEND_AFTER = 8.0
 SETTLE = 180.0
 """Longest the checks wait for the pipeline to catch up after the load; a hang becomes a failure."""
 HEALTH_PROCESSES = ("relay", "worker", "sla-clock")
-STARTS_ONLY_WITH_DATABASE: dict[str, str] = {
-    "api": "issue 15: `yekuo api` started while PostgreSQL is down exits with code 3 (fix under way in api/)",
-    "intake": "`yekuo intake` started while PostgreSQL is down exits with code 3 (found by the campaign)",
-    "sla-clock": "`yekuo sla-clock` started while PostgreSQL is down exits with code 3 (found by campaign)",
-}
-"""Processes that do not yet wait when they are *started* during a PostgreSQL outage (each rides out an
-outage that begins while it runs). Until they do, the campaign starts them only while the database is up
-(a start due during the outage waits for the restart) and kills PostgreSQL only when each is past its
-start-up. Workaround, not a guarantee: drop a process's entry once it waits at start by itself."""
 
 
 @dataclass(frozen=True)
@@ -352,10 +343,6 @@ class Campaign:
         self.stop_faults = threading.Event()
         self.stop_supervisor = threading.Event()
         self.pause_kills = threading.Event()
-        self.database_up = threading.Event()
-        self.database_up.set()
-        self.deferred: set[str] = set()
-        """Processes of ``STARTS_ONLY_WITH_DATABASE`` whose start waits for PostgreSQL's restart."""
         self.broker_life = 0
         self.results: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.dead_letters: list[dict[str, Any]] = []
@@ -421,41 +408,10 @@ class Campaign:
             "sla-clock",
         ]
 
-    def restart(self, name: str) -> subprocess.Popen[bytes] | None:
-        """Start ``name`` again, unless it cannot start yet while PostgreSQL is down: then it starts when
-        the database is back (``STARTS_ONLY_WITH_DATABASE``) and None is returned."""
+    def restart(self, name: str) -> subprocess.Popen[bytes]:
+        """Start ``name`` again, whatever is down: every process waits for its dependencies by itself."""
         with self.process_lock:
-            if name in STARTS_ONLY_WITH_DATABASE and not self.database_up.is_set():
-                self.deferred.add(name)
-                self.ledger.event(kind="start deferred", process=name)
-                return None
             return self.start(name)
-
-    def start_deferred(self) -> None:
-        """PostgreSQL is back: start what waited for it."""
-        with self.process_lock:
-            self.database_up.set()
-            for name in sorted(self.deferred):
-                self.start(name)
-                self.ledger.event(kind="deferred start", process=name)
-            self.deferred.clear()
-
-    def take_database_down(self) -> None:
-        """Mark PostgreSQL down once every process that cannot start without it is past its start-up."""
-        deadline = time.monotonic() + 60
-        while True:
-            with self.process_lock:
-                starting = [
-                    name
-                    for name, process in self.processes.items()
-                    if name in STARTS_ONLY_WITH_DATABASE and not self.ready(name, process.pid)
-                ]
-                if not starting or time.monotonic() > deadline:
-                    if starting:
-                        self.ledger.event(kind="postgres killed in a start-up", process=",".join(starting))
-                    self.database_up.clear()
-                    return
-            time.sleep(0.2)
 
     def kill(self, name: str) -> int:
         with self.process_lock:
@@ -474,7 +430,7 @@ class Campaign:
                 exited = [
                     (name, p)
                     for name, p in self.processes.items()
-                    if p.poll() is not None and name not in self.killing and name not in self.deferred
+                    if p.poll() is not None and name not in self.killing
                 ]
                 for name, process in exited:
                     tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-2000:]
@@ -789,8 +745,6 @@ class Campaign:
         record = self.ledger.event(kind="kill", process=name, pid=old)
         process = self.restart(name)
         record["restarted_at"] = round(self.ledger.now(), 3)
-        if process is None:
-            return  # started with PostgreSQL's restart
         threading.Thread(target=self.time_recovery, args=(record, name, process.pid), daemon=True).start()
 
     def time_recovery(self, record: dict[str, Any], name: str, pid: int) -> None:
@@ -809,7 +763,6 @@ class Campaign:
 
     def server_outage(self, server: str) -> None:
         if server == "postgres":
-            self.take_database_down()
             kill_postgres(self.stack)
         else:
             self.broker_life += 1
@@ -819,8 +772,6 @@ class Campaign:
         record = self.ledger.event(kind="server kill", process=server)
         time.sleep(self.config.outage_seconds)  # the outage itself
         self.stack.up((server,))  # the same port (and, for PostgreSQL, the same data directory)
-        if server == "postgres":
-            self.start_deferred()
         record["restarted_at"] = round(self.ledger.now(), 3)
         record["restarted_wall"] = datetime.now(UTC)
         try:
@@ -1105,10 +1056,6 @@ class Campaign:
             ],
             "tracebacks_in_logs": tracebacks,
             "hostile_api": dict(self.ledger.hostile_api),
-            "starts_deferred_until_postgres_was_back": [
-                e["process"] for e in self.ledger.events if e["kind"] == "start deferred"
-            ],
-            "started_only_while_postgres_is_up": sorted(STARTS_ONLY_WITH_DATABASE),
         }
 
     def availability(self) -> dict[str, Any]:
