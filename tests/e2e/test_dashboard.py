@@ -37,6 +37,7 @@ PAGES = (
     "/dashboard/department?d=OPERATIONS",
     "/dashboard/sla",
     "/dashboard/case?n=YK-DASH-OPEN-09",
+    "/dashboard/parties",
 )
 SERIES_OF_EVERY_CHART = """() => [...document.querySelectorAll('[data-chart]')].map((el) => {
     const chart = echarts.getInstanceByDom(el);
@@ -130,11 +131,18 @@ def test_the_demo_data_renders_on_every_page(site: Site, browser: Browser) -> No
     event_rows = page.locator("#events-table tbody tr").count()
     holder_rows = page.locator("#holders-table tbody tr").count()
 
+    page.goto(f"{site.base}/dashboard/parties")
+    rendered(page)
+    party_kinds = page.eval_on_selector_all("[data-party]", "rows => rows.map(r => r.dataset.kind)")
+    party_text = page.locator("#parties-table").inner_text()
+
     assert int(open_stages) > 0
     assert queue_rows > 0
     assert crossing_rows > 0 and clock_rows > 0
     assert "intact" in chain
     assert event_rows > 10 and holder_rows > 3
+    assert sorted(party_kinds) == ["CONTRACTOR", "CONTRACTOR", "DESIGN_INSTITUTE", "DESIGN_INSTITUTE"]
+    assert "福州电力设计院" in party_text and "施工单位 Contractor" in party_text
     assert page.locator("#error").is_hidden()
 
 
@@ -153,6 +161,7 @@ def test_every_chart_has_data_points(site: Site, browser: Browser) -> None:
     ]
     assert len(charts) >= 15
     assert {"open-by-stage", "trend-category", "crossings-handler", "ageing", "bottlenecks"} <= set(charts)
+    assert {"parties-rates", "parties-cases"} <= set(charts)
     assert empty == []
 
 
@@ -171,12 +180,18 @@ def test_a_staff_token_cannot_see_another_department(site: Site, browser: Browse
     rendered(page)
     departments = page.eval_on_selector_all("[data-crossing]", "rows => rows.map(r => r.dataset.department)")
 
+    page.goto(f"{site.base}/dashboard/parties")
+    page.wait_for_selector("#error[data-status='403']", timeout=30_000)
+    party_rows = page.locator("[data-party]").count()
+
     headers = {"Authorization": f"Bearer {staff}"}
     other = httpx.get(f"{site.base}/dashboard/api/departments/MARKETING", headers=headers, timeout=10)
     overview = httpx.get(f"{site.base}/dashboard/api/overview", headers=headers, timeout=10)
+    parties = httpx.get(f"{site.base}/dashboard/api/parties", headers=headers, timeout=10)
     assert queue_rows == 0 and own_rows > 0
     assert departments and set(departments) == {"OPERATIONS"}
     assert other.status_code == 403 and overview.status_code == 403
+    assert parties.status_code == 403 and party_rows == 0
 
 
 def test_a_warning_recorded_by_the_sla_clock_appears_on_the_open_page(
