@@ -17,10 +17,15 @@ from api.context import Services, allow, services
 from api.encoding import json_object, json_rows
 from api.reads import OVERSEERS, READERS, scoped_department, tally_json
 from api.security import Principal, Role
+from app.parties import PartyRegistry
 from dashboard import ASSETS, ECHARTS, PAGES
+from domain.parties import PartyKind
 from domain.vocabulary import LABELS
+from infra.party_grading import grading_rules
 from projections import queries
+from projections.party_performance import STEPS, read_party_records
 from projections.sla_reports import kpi_report, kpi_trend
+from projections.store import table_exists
 
 LEVEL_LABELS = {"NOTICE": "时限过半", "WARNING": "时限预警", "BREACH": "已超期"}
 KIND_LABELS = {"STAGE": "环节", "REVIEW": "会签", "CASE": "全流程"}
@@ -61,6 +66,39 @@ def overview(svc: Services, first: Any = None, last: Any = None) -> dict[str, An
             "bottlenecks": queries.stage_bottlenecks(conn, now),
         }
     return json_object(answer)
+
+
+def parties(svc: Services) -> dict[str, Any]:
+    """Every graded party (``party_performance`` read model, thresholds from ``infra/data``) with its
+    registered name and kind; no rows while the read model is not built yet."""
+    rules = grading_rules()
+    with svc.connection() as conn:
+        records = read_party_records(conn, rules) if table_exists(conn, STEPS.name) else []
+    registry = PartyRegistry(svc.app)
+    rows = []
+    for record in records:
+        party = registry.get(record.party_id)
+        rows.append(
+            {
+                "party_id": record.party_id,
+                "name": party.name if party else None,
+                "kind": party.kind_code if party else None,
+                "kind_label": PartyKind(party.kind_code).label if party else None,
+                "suspended": party.suspended if party else None,
+                "cases": record.cases,
+                "steps": record.steps,
+                "timed_steps": record.timed_steps,
+                "on_time_steps": record.on_time_steps,
+                "on_time_rate": record.on_time_rate,
+                "first_attempts": record.first_attempts,
+                "first_passes": record.first_passes,
+                "first_pass_rate": record.first_pass_rate,
+                "reworks": record.reworks,
+                "complaints": record.complaints,
+                "grade": record.grade,
+            }
+        )
+    return {"rules_version": rules.version, "parties": rows}
 
 
 def dashboard_router() -> APIRouter:
@@ -111,6 +149,14 @@ def dashboard_router() -> APIRouter:
         """总览: open cases by stage and category, KPIs by stage and category with the monthly trend,
         warnings and breaches by department and handler, ageing buckets, bottleneck stages."""
         return overview(svc)
+
+    @router.get("/dashboard/api/parties", tags=["dashboard"])
+    def parties_json(
+        _: Principal = Depends(allow(*OVERSEERS)), svc: Services = Depends(services)
+    ) -> dict[str, Any]:
+        """参建单位: design institutes and contractors with cases, on-time and first-pass rates, reworks,
+        complaints and their grade (供应商动态评级)."""
+        return parties(svc)
 
     @router.get("/dashboard/api/departments/{department}", tags=["dashboard"])
     def department_json(

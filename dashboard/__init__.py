@@ -20,5 +20,6 @@ PAGES: dict[str, str] = {
     "department": "部门 Department",
     "sla": "时限 SLA",
     "case": "工单 Case",
+    "parties": "参建单位 Parties",
 }
 """Page name (``/dashboard/<name>``) → its title, Chinese first."""

@@ -33,7 +33,7 @@ from consumers.relay import Relay
 from consumers.sla_clock import SlaClock
 from consumers.status import consumer_lag
 from demo.api_tour import show_api, start_api, stop_api
-from demo.dashboard_data import load, open_and_earlier_cases
+from demo.dashboard_data import load, open_and_earlier_cases, register_parties
 from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
 from domain.commands import Command
 from domain.vocabulary import Department, Stage
@@ -323,6 +323,7 @@ def _serve_dashboard(
 ) -> None:
     """``--keep-running``: add the dashboard's open and earlier cases, serve the API with the dashboard and
     let the SLA clock tick (the relay and worker keep running) until Ctrl-C or SIGTERM."""
+    register_parties(app)
     cases = [commands for commands in open_and_earlier_cases(datetime.now(UTC)) if commands]
     for outcome in load(app, cases):
         console.print(f"dashboard case command refused: {outcome.case_number} {outcome.rule}")

@@ -32,6 +32,7 @@ SHOTS: tuple[tuple[str, str], ...] = (
     ("department", "/dashboard/department?d=OPERATIONS"),
     ("sla", "/dashboard/sla"),
     ("case", "/dashboard/case?n=YK-DASH-OPEN-09"),
+    ("parties", "/dashboard/parties"),
 )
 """(file name, page) of each screenshot"""
 

@@ -508,9 +508,55 @@
     }
   }
 
+  // ---- parties 参建单位 --------------------------------------------------------------------------------
+
+  const GRADE_CLASS = { A: "ok", B: "ok", C: "warn", D: "bad" };
+  const share = (value) => (value == null ? null : Math.round(value * 1000) / 10);
+
+  async function parties() {
+    layout(`
+      <div class="cards" id="parties-cards"></div>
+      <div class="grid">
+        ${panel("按时率与一次通过率 <small>On-time and first-pass rate by party, %</small>", chartBox("parties-rates"))}
+        ${panel("承办工单、返工与投诉 <small>Cases, reworks and complaints by party</small>", chartBox("parties-cases"))}
+      </div>
+      ${panel("设计单位与施工单位 <small>Design institutes and contractors (best grade first)</small>", '<div id="parties-table"></div>')}`);
+    const data = await get("/dashboard/api/parties");
+    const rows = data.parties;
+    const named = rows.map((r) => r.name || r.party_id);
+    cards("parties-cards", [
+      ["设计单位 Design institutes", rows.filter((r) => r.kind === "DESIGN_INSTITUTE").length],
+      ["施工单位 Contractors", rows.filter((r) => r.kind === "CONTRACTOR").length],
+      ["返工 Reworks", rows.reduce((n, r) => n + r.reworks, 0), "late"],
+      ["投诉 Complaints", rows.reduce((n, r) => n + r.complaints, 0), "late"],
+      ["评级规则 Rules", data.rules_version],
+    ]);
+    bars("parties-rates", named, [
+      { name: "按时率 On time", data: rows.map((r) => share(r.on_time_rate)) },
+      { name: "一次通过率 First pass", data: rows.map((r) => share(r.first_pass_rate)) },
+    ], { unit: "%" });
+    bars("parties-cases", named, [
+      { name: "工单 Cases", data: rows.map((r) => r.cases) },
+      { name: "返工 Reworks", data: rows.map((r) => r.reworks) },
+      { name: "投诉 Complaints", data: rows.map((r) => r.complaints) },
+    ], { unit: "件" });
+    table("parties-table", [
+      { title: "评级 Grade", cell: (r) => (GRADE_CLASS[r.grade] ? `<span class="badge ${GRADE_CLASS[r.grade]}">${esc(r.grade)}</span>` : `${esc(r.grade)} 未评级 ungraded`) },
+      { title: "名称 Name", cell: (r) => `${esc(r.name || "（未登记）unregistered")}${r.suspended ? ' <span class="badge bad">暂停 suspended</span>' : ""}` },
+      { title: "类别 Kind", cell: (r) => esc(r.kind ? `${r.kind_label} ${r.kind === "CONTRACTOR" ? "Contractor" : "Design institute"}` : "—") },
+      { title: "统一社会信用代码 Party id", cell: (r) => esc(r.party_id) },
+      { title: "工单 Cases", num: true, cell: (r) => r.cases },
+      { title: "步骤 Steps", num: true, cell: (r) => r.steps },
+      { title: "按时率 On time", num: true, cell: (r) => `${pct(r.on_time_rate)} (${r.on_time_steps}/${r.timed_steps})` },
+      { title: "一次通过率 First pass", num: true, cell: (r) => `${pct(r.first_pass_rate)} (${r.first_passes}/${r.first_attempts})` },
+      { title: "返工 Reworks", num: true, cell: (r) => r.reworks },
+      { title: "投诉 Complaints", num: true, cell: (r) => r.complaints },
+    ], rows, (r) => `data-party="${esc(r.party_id)}" data-kind="${esc(r.kind || "")}" data-grade="${esc(r.grade)}"`);
+  }
+
   // ---- the loop ---------------------------------------------------------------------------------------
 
-  const PAGES = { overview, department, sla, case: caseView };
+  const PAGES = { overview, department, sla, case: caseView, parties };
 
   async function poll() {
     let again = true;
@@ -558,6 +604,7 @@
     $("who").textContent = `${me.name} · ${me.role}${me.role === "staff" ? " · " + label("Department", me.department) : ""}`;
     if (me.role === "staff") {
       document.querySelector('[data-nav="overview"]').hidden = true;
+      document.querySelector('[data-nav="parties"]').hidden = true;
       if (page === "overview") {
         window.location.replace("/dashboard/department");
         return;

@@ -1,14 +1,19 @@
 """The managers' dashboard in a real headless browser (Debian's chromium driven by Playwright), served by a
 ``yekuo api`` process on the demo's data: every page renders it, every chart has data points, a warning the
-SLA clock records appears on the open page without a reload, and a staff token sees its department only."""
+``yekuo sla-clock`` process records reaches the open page through the relay, a Tansu broker and the
+projection worker without a reload, and a staff token sees its department only (and no party page)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +26,24 @@ from psycopg.conninfo import make_conninfo
 from api.security import Role, issue_token
 from app.bootstrap import build_case_application
 from app.event_log import CaseEventLog
-from consumers.sla_clock import SlaClock
-from demo.dashboard_data import load, prepare, project
+from demo.dashboard_data import load, prepare
 from demo.run import DEMO_START
 from demo.samples import sample_walk
 from demo.screenshots import chromium
 from infra.settings import Settings
+from infra.stack import LocalStack
 from projections import registry
-from projections.store import apply_events
+from projections.store import create_schema
 from tests.e2e.test_api_process import free_port, start_api, wait_ready
 
+ROOT = Path(__file__).resolve().parents[2]
 KEY = "dashboard-e2e-" + "d" * 40
 PAGES = (
     "/dashboard/overview",
     "/dashboard/department?d=OPERATIONS",
     "/dashboard/sla",
     "/dashboard/case?n=YK-DASH-OPEN-09",
+    "/dashboard/parties",
 )
 SERIES_OF_EVERY_CHART = """() => [...document.querySelectorAll('[data-chart]')].map((el) => {
     const chart = echarts.getInstanceByDom(el);
@@ -130,11 +137,18 @@ def test_the_demo_data_renders_on_every_page(site: Site, browser: Browser) -> No
     event_rows = page.locator("#events-table tbody tr").count()
     holder_rows = page.locator("#holders-table tbody tr").count()
 
+    page.goto(f"{site.base}/dashboard/parties")
+    rendered(page)
+    party_kinds = page.eval_on_selector_all("[data-party]", "rows => rows.map(r => r.dataset.kind)")
+    party_text = page.locator("#parties-table").inner_text()
+
     assert int(open_stages) > 0
     assert queue_rows > 0
     assert crossing_rows > 0 and clock_rows > 0
     assert "intact" in chain
     assert event_rows > 10 and holder_rows > 3
+    assert sorted(party_kinds) == ["CONTRACTOR", "CONTRACTOR", "DESIGN_INSTITUTE", "DESIGN_INSTITUTE"]
+    assert "福州电力设计院" in party_text and "施工单位 Contractor" in party_text
     assert page.locator("#error").is_hidden()
 
 
@@ -153,6 +167,7 @@ def test_every_chart_has_data_points(site: Site, browser: Browser) -> None:
     ]
     assert len(charts) >= 15
     assert {"open-by-stage", "trend-category", "crossings-handler", "ageing", "bottlenecks"} <= set(charts)
+    assert {"parties-rates", "parties-cases"} <= set(charts)
     assert empty == []
 
 
@@ -171,43 +186,125 @@ def test_a_staff_token_cannot_see_another_department(site: Site, browser: Browse
     rendered(page)
     departments = page.eval_on_selector_all("[data-crossing]", "rows => rows.map(r => r.dataset.department)")
 
+    page.goto(f"{site.base}/dashboard/parties")
+    page.wait_for_selector("#error[data-status='403']", timeout=30_000)
+    party_rows = page.locator("[data-party]").count()
+
     headers = {"Authorization": f"Bearer {staff}"}
     other = httpx.get(f"{site.base}/dashboard/api/departments/MARKETING", headers=headers, timeout=10)
     overview = httpx.get(f"{site.base}/dashboard/api/overview", headers=headers, timeout=10)
+    parties = httpx.get(f"{site.base}/dashboard/api/parties", headers=headers, timeout=10)
     assert queue_rows == 0 and own_rows > 0
     assert departments and set(departments) == {"OPERATIONS"}
     assert other.status_code == 403 and overview.status_code == 403
+    assert parties.status_code == 403 and party_rows == 0
+
+
+@contextmanager
+def pipeline_processes(database_url: str, bootstrap: str, workdir: Path) -> Iterator[Callable[[str], None]]:
+    """Yields ``start(name)``: runs ``yekuo <name>`` (relay, worker, sla-clock) on ``database_url`` and
+    ``bootstrap`` as the real process, logging to ``workdir/<name>.log``; all are stopped when the block ends."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "YEKUO_STATE_DIR": str(workdir / "state"),
+        "YEKUO_KAFKA_SESSION_TIMEOUT_MS": "2000",
+        "YEKUO_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+        "YEKUO_SLA_TICK_SECONDS": "0.5",
+    }
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str) -> None:
+        log_file = (workdir / f"{name}.log").open("ab")
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "cli.main", name],
+                cwd=ROOT,
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        )
+
+    try:
+        yield start
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"gave up waiting for {what} after {timeout:.0f}s")
+
+
+def projected_version(database_url: str, case_number: str) -> int:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT v.version FROM progress_versions v JOIN case_progress p USING (case_id)"
+            " WHERE p.case_number = %s",
+            (case_number,),
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def test_a_warning_recorded_by_the_sla_clock_appears_on_the_open_page(
     fresh_database_url: str, browser: Browser, tmp_path: Path
 ) -> None:
-    app = build_case_application(Settings(state_dir=tmp_path), fresh_database_url)
+    """The real path: the ``yekuo sla-clock`` process records the warning in the event store, the relay
+    publishes it to a Tansu broker, the projection worker builds the SLA read model, the open page polls it."""
+    settings = Settings(state_dir=tmp_path / "stack")
+    stack = LocalStack(settings)
+    bootstrap = stack.up(("kafka",)).kafka_bootstrap_servers
+    app = build_case_application(settings, fresh_database_url)
     try:
-        # submitted and accepted: the supply-plan clock runs
+        with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+            create_schema(conn, registry.select())
+        # submitted and accepted long ago: the supply-plan clock has run past its warning level
         accepted = sample_walk("RESIDENTIAL", "YK-E2E-WARN", DEMO_START)[:2]
         assert load(app, [accepted]) == []
-        project(app, fresh_database_url)
-        with serving(fresh_database_url, tmp_path) as base:
-            site = Site(base, fresh_database_url)
-            page = site.open(browser, "/dashboard/sla", site.token(Role.MANAGER))
-            rendered(page)
-            shown_before = page.locator("[data-crossing='YK-E2E-WARN']").count()
-            page.evaluate("window.sameDocument = true")  # gone if the page reloaded
-            log = CaseEventLog(app)
-            position = log.head()
-
-            recorded = SlaClock(app, fresh_database_url, clock=lambda: DEMO_START + timedelta(days=60)).tick()
-            with psycopg.connect(fresh_database_url) as conn, conn.transaction():
-                for messages, _ in log.read_all(position):
-                    apply_events(conn, registry.select(), messages)
-
-            warning = page.wait_for_selector(
-                "[data-crossing='YK-E2E-WARN'][data-level='WARNING']", timeout=20_000
+        with pipeline_processes(fresh_database_url, bootstrap, tmp_path) as start:
+            start("relay")
+            start("worker")
+            stored = app.get_case("YK-E2E-WARN").version
+            wait_for(
+                lambda: projected_version(fresh_database_url, "YK-E2E-WARN") >= stored, "the case projected"
             )
-            assert shown_before == 0
-            assert recorded["recorded"] >= 2
-            assert warning is not None and "时限预警" in warning.inner_text()
-            assert page.evaluate("window.sameDocument") is True
+            with serving(fresh_database_url, tmp_path) as base:
+                site = Site(base, fresh_database_url)
+                page = site.open(browser, "/dashboard/sla", site.token(Role.MANAGER))
+                rendered(page)
+                clock_rows = page.locator("#clocks-table tbody tr").count()
+                shown_before = page.locator("[data-crossing='YK-E2E-WARN']").count()
+                page.evaluate("window.sameDocument = true")  # gone if the page reloaded
+
+                start("sla-clock")
+                warning = page.wait_for_selector(
+                    "[data-crossing='YK-E2E-WARN'][data-level='WARNING']", timeout=90_000
+                )
+                assert clock_rows > 0 and shown_before == 0
+                assert warning is not None and "时限预警" in warning.inner_text()
+                assert page.evaluate("window.sameDocument") is True
+        levels = [
+            m.payload.get("level")
+            for messages, _ in CaseEventLog(app).read_all()
+            for m in messages
+            if m.type == "SlaThresholdCrossed"
+        ]
+        assert "WARNING" in levels
     finally:
         app.close()
+        stack.down(purge=True)
