@@ -19,8 +19,10 @@ messages write nothing, and are decided again identically.
 Transient database errors (the database restarting, a case that kept changing) are retried with a
 bounded backoff; nothing is acknowledged meanwhile. A database outage is an ``Outage`` of ``postgres``
 (``consumers/backoff.py``): one warning when it starts, one line when it ends, and the process's readiness
-file ``STATE_DIR/health/intake-<group>-<pid>.json`` says not ready while it lasts. The consumer never
-stops on bad input.
+file ``STATE_DIR/health/intake-<group>-<pid>.json`` says not ready while it lasts. A broker outage is an
+``Outage`` of ``kafka``, noticed by ``BrokerProbe``; results not acknowledged are sent again. After a
+restart that lost the broker's data, the intake recreates its topics and reads partitions without a
+committed offset from their beginning (docs/reliability.md). The consumer never stops on bad input.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ from typing import Any
 import faust
 import psycopg
 import structlog
+from aiokafka import errors as aiokafka_errors
 from eventsourcing.persistence import InterfaceError, OperationalError
+from kafka import KafkaAdminClient
 from pydantic import ValidationError
 
 from app.application import CaseApplication, CommandOutcome, ConcurrentUpdateError
@@ -51,7 +55,13 @@ from app.command_payloads import (
     payload_model,
 )
 from consumers import faust_transport
-from consumers.backoff import STALE_AFTER, TRANSIENT_DATABASE_ERRORS, Health, Outage
+from consumers.backoff import (
+    STALE_AFTER,
+    TRANSIENT_BROKER_ERRORS,
+    TRANSIENT_DATABASE_ERRORS,
+    Health,
+    Outage,
+)
 from domain.commands import Command
 from domain.vocabulary import Actor
 from infra.intake_messages import (
@@ -62,6 +72,7 @@ from infra.intake_messages import (
     masked_original,
     now_utc,
 )
+from infra.kafka_admin import ensure_topics
 from infra.settings import INTAKE_DLQ_TOPIC, INTAKE_RESULTS_TOPIC, INTAKE_TOPIC, Settings
 from infra.source_systems import SourceSystems
 
@@ -70,6 +81,11 @@ log = structlog.get_logger("yekuo.intake")
 INTAKE_GROUP = "yekuo-intake"
 DLQ_KEEP_BYTES = 4096
 """How much of an oversize message the dead letter keeps."""
+
+INTAKE_TOPICS = (INTAKE_TOPIC, INTAKE_RESULTS_TOPIC, INTAKE_DLQ_TOPIC)
+BROKER_PROBE_SECONDS = 1.0
+"""How often the intake asks the broker for its topics (its readiness for ``kafka``)."""
+SEND_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_BROKER_ERRORS, aiokafka_errors.KafkaError)
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError,
@@ -422,6 +438,61 @@ def _is_json_error(error: ValidationError) -> bool:
     return any(e["type"] == "json_invalid" or e["type"] == "model_type" for e in error.errors())
 
 
+class BrokerProbe:
+    """The intake's view of the broker: a metadata request every ``BROKER_PROBE_SECONDS`` (in a thread).
+
+    faust reconnects by itself and says nothing while the broker is gone, and no message arrives to fail
+    on, so the probe is what turns a broker outage into an ``Outage`` of ``kafka`` (one warning, not ready)
+    and its end into one info line. A broker that lost the intake's topics (a memory broker restarted,
+    topics deleted) gets them created again with the configured partitions before the intake reports
+    ready, so the integrators' re-sent commands land on topics of the right shape.
+    """
+
+    def __init__(self, bootstrap_servers: str, settings: Settings, outage: Outage) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.settings = settings
+        self.outage = outage
+        self._admin: KafkaAdminClient | None = None
+
+    def check(self) -> bool:
+        """Whether the broker answered (and holds the intake's topics); records the outage state."""
+        try:
+            if self._admin is None:
+                self._admin = KafkaAdminClient(
+                    bootstrap_servers=self.bootstrap_servers,
+                    request_timeout_ms=min(self.settings.kafka_request_timeout_ms, 3000),
+                    reconnect_backoff_max_ms=1000,
+                    bootstrap_timeout_ms=3000,
+                )
+            missing = [topic for topic in INTAKE_TOPICS if topic not in set(self._admin.list_topics())]
+            if missing:
+                log.warning(
+                    "the broker has lost the intake topics (a restarted memory broker?); creating them; "
+                    "integrators must re-send what they have no result for",
+                    topics=missing,
+                )
+                ensure_topics(
+                    self.bootstrap_servers,
+                    missing,
+                    self.settings.topic_partitions,
+                    self.settings.topic_replication_factor,
+                )
+        except SEND_ERRORS as error:
+            self.close()
+            self.outage.failed(error)
+            return False
+        self.outage.recovered()
+        return True
+
+    def close(self) -> None:
+        if self._admin is not None:
+            admin, self._admin = self._admin, None
+            try:
+                admin.close()
+            except SEND_ERRORS as error:  # closing a client of a dead broker; it is dropped either way
+                log.debug("closing the broker probe failed", reason=repr(error))
+
+
 @dataclass
 class IntakeConsumer:
     """A built intake consumer: its faust app and what to close after the app stopped."""
@@ -430,9 +501,12 @@ class IntakeConsumer:
     processor: IntakeProcessor
     executor: ThreadPoolExecutor
     health: Health | None = None
+    probe: BrokerProbe | None = None
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)
+        if self.probe is not None:
+            self.probe.close()
         self.processor.app.close()
         if self.health is not None:
             self.health.remove()
@@ -473,6 +547,41 @@ def build_intake(
         outage=Outage(f"intake {group}", "postgres", health),
     )
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake")
+    broker = Outage(f"intake {group}", "kafka", health)
+    probe = BrokerProbe(bootstrap_servers, settings, broker)
+    probing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-probe")
+
+    async def publish(decided: list[Decided]) -> None:
+        """Send every result and dead letter of a batch and wait until the broker has them all (acks=all).
+
+        A record the broker did not acknowledge is sent again after a back-off (an ``Outage`` of kafka),
+        until all are acknowledged; one whose acknowledgement was lost may go out twice, always the same.
+        The batch is not acknowledged meanwhile, so faust commits no offset past it."""
+        pending: list[tuple[Any, bytes, bytes]] = []
+        for one in decided:
+            if one.dead_letter is not None:
+                pending.append((dead_letters, one.key, one.dead_letter.to_bytes()))
+            if one.result is not None:
+                pending.append((results, one.key, one.result.to_bytes()))
+        while pending:
+            futures: list[Any] = []
+            error: BaseException | None = None
+            try:
+                for topic, key, value in pending:
+                    futures.append(await topic.send(key=key, value=value))
+            except SEND_ERRORS as failure:
+                error = failure
+            delivered = await asyncio.gather(*futures, return_exceptions=True)
+            failed = [r for r, d in zip(pending, delivered, strict=False) if isinstance(d, BaseException)]
+            failed += pending[len(futures) :]
+            for outcome in delivered:
+                if isinstance(outcome, BaseException):
+                    if not isinstance(outcome, SEND_ERRORS):
+                        raise outcome
+                    error = outcome
+            if error is not None:
+                await asyncio.sleep(broker.failed(error))
+            pending = failed
 
     @app.agent(source, name=f"{group}-commands")
     async def intake(stream: faust.StreamT[bytes]) -> None:
@@ -485,13 +594,7 @@ def build_intake(
                 for e in events
             ]
             decided = await loop.run_in_executor(executor, processor.process, batch)
-            sent: list[Any] = []
-            for one in decided:
-                if one.dead_letter is not None:
-                    sent.append(await dead_letters.send(key=one.key, value=one.dead_letter.to_bytes()))
-                if one.result is not None:
-                    sent.append(await results.send(key=one.key, value=one.result.to_bytes()))
-            await asyncio.gather(*sent)  # delivered (acks=all) before faust may commit these offsets
+            await publish(decided)  # delivered (acks=all) before faust may commit these offsets
             log.info(
                 "intake batch",
                 size=len(batch),
@@ -507,5 +610,27 @@ def build_intake(
     async def heartbeat() -> None:
         health.write()
 
+    @app.on_rebalance_complete.connect
+    async def start_uncommitted_partitions_at_the_beginning(sender: Any, **_: Any) -> None:
+        """An assigned partition with no committed offset starts at its beginning.
+
+        After a restart that lost the broker's data (a memory broker), the group rejoins, but faust and
+        aiokafka keep the position read from the lost log: aiokafka seeks only partitions that have a
+        committed offset, and Tansu answers a fetch beyond the end of the new, shorter log with nothing
+        instead of OFFSET_OUT_OF_RANGE, so the re-sent commands would wait until the new log grew past
+        the old position. faust also keeps the old log's committed offset and would not commit below
+        it. Runs before faust resumes the streams.
+        """
+        committed = await app.consumer.seek_to_committed()
+        for tp in app.consumer.assignment():
+            if tp.topic != INTAKE_TOPIC or committed.get(tp):
+                continue
+            app.consumer._committed_offset.pop(tp, None)  # the lost log's offset (see above)
+            await app.consumer.seek(tp, 0)  # also clears faust's read offset of the lost log
+
+    @app.timer(interval=BROKER_PROBE_SECONDS)
+    async def probe_broker() -> None:
+        await asyncio.get_running_loop().run_in_executor(probing, probe.check)
+
     health.write()
-    return IntakeConsumer(app, processor, executor, health)
+    return IntakeConsumer(app, processor, executor, health, probe)
