@@ -154,7 +154,7 @@ class CaseEventLog:
                 (case_id,),
             )
             stored = [Notification(**row) for row in cursor.fetchall()]
-        return [self._message(self.app.mapper.to_domain_event(item), item.id) for item in stored]
+        return [self._message(self._case_event(item), item.id) for item in stored]
 
     def _message(self, event: Case.Event, position: int) -> CaseEventMessage:
         return case_event_message(event, self._case_number(event), position)
@@ -191,7 +191,14 @@ class CaseEventLog:
         notification = Notification(
             id=position, originator_id=case_id, originator_version=version, topic=topic, state=state
         )
-        return self._message(mapper.to_domain_event(notification), position)  # type: ignore[arg-type]
+        return self._message(self._case_event(notification), position)
+
+    def _case_event(self, stored: Any) -> Case.Event:
+        """A stored record through the store's mapper (upcasters and transcodings), as a case event."""
+        event = self.app.mapper.to_domain_event(stored)
+        if not isinstance(event, Case.Event):
+            raise TypeError(f"not a case event in the case store: {type(event).__name__}")
+        return event
 
     def _case_number(self, event: Case.Event) -> str:
         submitted = event.case_number if isinstance(event, Case.ApplicationSubmitted) else None
@@ -206,7 +213,10 @@ class CaseEventLog:
                 self._case_numbers.move_to_end(case_id)
                 return cached
             first: Sequence[object] = self.app.recorder.select_events(case_id, lte=1)
-            submitted = self.app.mapper.to_domain_event(first[0]).case_number  # type: ignore[arg-type, attr-defined]
+            event = self._case_event(first[0])
+            if not isinstance(event, Case.ApplicationSubmitted):
+                raise TypeError(f"case {case_id} does not begin with ApplicationSubmitted")
+            submitted = event.case_number
         self._case_numbers[case_id] = submitted
         if len(self._case_numbers) > self.cache_size:
             self._case_numbers.popitem(last=False)

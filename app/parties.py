@@ -12,7 +12,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
+from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
@@ -121,9 +122,12 @@ class PartyRegistry:
 
     def get(self, party_id: str) -> Party | None:
         """The party's current state read from the store (None when not registered)."""
+        return self._fold(party_uuid_for(party_id))
+
+    def _fold(self, party_uuid: UUID) -> Party | None:
         party: Party | None = None
-        for event in self.app.events.get(party_uuid_for(party_id)):
-            party = event.mutate(party)
+        for event in self.app.events.get(party_uuid):
+            party = cast(Party.Event, event).mutate(party)
         return party
 
     def qualification(self, party_id: str) -> PartyQualification | None:
@@ -132,20 +136,14 @@ class PartyRegistry:
     def all(self) -> list[Party]:
         """Every registered party, ordered by party id."""
         recorder = self.app.recorder
-        with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:  # type: ignore[attr-defined]
-            table = recorder.events_table_name  # type: ignore[attr-defined]
+        with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+            table = recorder.events_table_name
             cursor.execute(
                 f"SELECT originator_id FROM {table} WHERE topic = %s",  # noqa: S608 — our table name
                 (PARTY_REGISTERED_TOPIC,),
             )
             ids = [row["originator_id"] for row in cursor.fetchall()]
-        parties = []
-        for party_uuid in ids:
-            party: Party | None = None
-            for event in self.app.events.get(party_uuid):
-                party = event.mutate(party)
-            if party is not None:
-                parties.append(party)
+        parties = [party for party in map(self._fold, ids) if party is not None]
         return sorted(parties, key=lambda p: p.party_id)
 
     def _decide(self, command: PartyCommand, recorded_at: datetime) -> Party:
