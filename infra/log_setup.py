@@ -28,8 +28,11 @@ def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
-    for chatty in ("kafka", "aiokafka", "psycopg.pool"):  # connection chatter at INFO
+    for chatty in ("kafka", "aiokafka"):  # connection chatter at INFO
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
+    # psycopg's pool warns once per failed reconnect attempt; during an outage each process logs one line
+    # of its own (consumers.backoff.Outage) and a one-shot command one error, so only its errors show.
+    logging.getLogger("psycopg.pool").setLevel(max(logging.ERROR, logging.getLevelName(level.upper())))
     transport = logging.getLogger("kafka.net.transport")
     if not any(isinstance(f, DroppedConnectionWithoutTraceback) for f in transport.filters):
         transport.addFilter(DroppedConnectionWithoutTraceback())

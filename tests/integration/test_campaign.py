@@ -41,5 +41,9 @@ def test_a_short_campaign_loses_nothing_through_every_kind_of_kill(tmp_path: Pat
     assert checks["intake"]["without_result"] == 0, shown
     assert checks["intake"]["with_disagreeing_results"] == 0, shown
     assert checks["intake"]["hostile_without_outcome"] == 0, shown
+    notifications = checks["notifications"]
+    assert notifications["seen_but_not_in_read_model"] == 0, shown
+    assert notifications["delivered_after_broker_restart_not_seen"] == 0, shown
+    assert notifications["repeats_on_topic"] <= notifications["repeat_bound"], shown
     assert checks["hash_chains"]["exit_code"] == 0, shown
     assert report["broken"] == [], shown
