@@ -96,6 +96,11 @@ def test_the_fast_path_decodes_every_stored_event_into_the_same_message(app: Cas
 
     assert len(fast) == len(reference) > 100
     assert fast == reference
+    messages = [m for batch, _ in CaseEventLog(app).read_all() for m in batch]
+    generic = [m for batch, _ in reference_read_all(app) for m in batch]
+    assert messages == generic  # the instances too, as model_construct builds them
+    assert [m.model_fields_set for m in messages] == [m.model_fields_set for m in generic]
+    assert [m.actor.model_fields_set for m in messages] == [m.actor.model_fields_set for m in generic]
     upcast = [m for m in fast if m["type"] == "CompletionReported"]
     assert upcast and upcast[0]["payload"]["party_id"] == ""
 
