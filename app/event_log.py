@@ -18,7 +18,7 @@ message, field for field (``tests/integration/test_replay_path.py`` compares bot
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
@@ -92,6 +92,12 @@ def canonical_from_json(value: Any) -> Any:
 @cache
 def _event_class(topic: str) -> type[Case.Event]:
     return resolve_topic(topic)  # type: ignore[no-any-return]
+
+
+@cache
+def _type_name(topic: str) -> str:
+    """The type a case event of ``topic`` is published with (its class's name, as resolved by the store)."""
+    return _event_class(topic).__name__
 
 
 def _upcast(event_type: type[Case.Event], fields: dict[str, Any]) -> None:
@@ -219,15 +225,18 @@ class CaseEventLog:
         """Position of the newest notification (0 for an empty store)."""
         return self.app.recorder.max_notification_id() or 0
 
-    def read(self, after: int, limit: int) -> tuple[list[CaseEventMessage], int]:
-        """Up to ``limit`` notifications after ``after``: their case events, and the last position read."""
+    def read(
+        self, after: int, limit: int, types: Collection[str] | None = None
+    ) -> tuple[list[CaseEventMessage], int]:
+        """Up to ``limit`` notifications after ``after``: their case events (only those whose type is in
+        ``types``, when given: the others are not decoded), and the last position read."""
         rows = self._select_page(after, limit)
         if not rows:
             return [], after
         messages = [
             self._decode(position, case_id, version, topic, state)
             for position, case_id, version, topic, state in rows
-            if topic.startswith(CASE_EVENT_TOPIC_PREFIX)
+            if topic.startswith(CASE_EVENT_TOPIC_PREFIX) and (types is None or _type_name(topic) in types)
         ]
         return messages, rows[-1][0]
 
@@ -246,13 +255,18 @@ class CaseEventLog:
             return cursor.fetchall()
 
     def read_all(
-        self, after: int = 0, until: int | None = None, batch: int = 10_000
+        self,
+        after: int = 0,
+        until: int | None = None,
+        batch: int = 10_000,
+        types: Collection[str] | None = None,
     ) -> Iterator[tuple[list[CaseEventMessage], int]]:
-        """Batches of the log after ``after`` up to ``until`` (default: the head when called)."""
+        """Batches of the log after ``after`` up to ``until`` (default: the head when called); with
+        ``types``, only events of those types (what-if needs only what the SLA tracker follows)."""
         until = self.head() if until is None else until
         position = after
         while position < until:
-            messages, position = self.read(position, min(batch, until - position))
+            messages, position = self.read(position, min(batch, until - position), types)
             yield messages, position
 
     def history(self, case_id: UUID) -> list[CaseEventMessage]:

@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.calendar import CalendarDataMissingError
-from domain.sla import Fact, SlaTracker, read_clock
+from domain.sla import RELEVANT_EVENTS, Fact, SlaTracker, read_clock
 from infra.messages import CaseEventMessage
 from infra.sla_config import SlaConfig
 from projections.tables import CaseRows, Column, Row, Table
@@ -143,6 +143,8 @@ class SlaProjection:
         if not states:
             states.append({"case_id": event.case_id, "state": {"clocks": [], "holders": {}, "flags": {}}})
         state: dict[str, Any] = states[0]["state"]
+        if event.type not in RELEVANT_EVENTS:
+            return None  # what the tracker would say, without building it
         tracker = SlaTracker(self.config.rules, self.config.rule_set, self.config.calendar, state)
         running = {clock["id"] for clock in tracker.running()}
         if not tracker.apply(str(event.case_id), fact_of(event)):
