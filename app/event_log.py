@@ -45,6 +45,15 @@ from infra.messages import (
 )
 
 
+def _canonical_fields(stored: dict[str, Any]) -> dict[str, Any]:
+    """``canonical_from_json`` of a decoded record's top-level fields, changing ``stored`` in place (it
+    is the decoder's own): scalar fields, most of them, are left as they are."""
+    for key, item in stored.items():
+        if type(item) in _CONTAINERS:
+            stored[key] = canonical_from_json(item)
+    return stored
+
+
 class UnknownTranscodingError(Exception):
     """A stored value whose ``_type_`` the fast decoder does not know (decoded by the mapper instead)."""
 
@@ -298,7 +307,7 @@ class CaseEventLog:
                 recorded_at = datetime.fromisoformat(stored["timestamp"]["_data_"])
                 for name in _UNREAD_ENVELOPE:
                     stored.pop(name, None)
-                fields = canonical_from_json(stored)
+                fields = _canonical_fields(stored)
             except UnknownTranscodingError:
                 pass
             else:
