@@ -20,6 +20,7 @@ from app.event_log import CaseEventLog
 from domain.case import Case
 from domain.commands import case_id_for
 from domain.privacy import mask_personal_data
+from domain.sla import RELEVANT_EVENTS
 from domain.sla_rules import UnknownRuleSetError
 from infra.messages import CaseEventMessage
 from infra.sla_config import SlaConfig, sla_config
@@ -155,7 +156,7 @@ def audit_router() -> APIRouter:
         except UnknownRuleSetError as error:
             raise HTTPException(422, f"rule set {rules!r}: {error}") from None
         histories: dict[UUID, list[CaseEventMessage]] = defaultdict(list)
-        for messages, _position in CaseEventLog(svc.app).read_all():
+        for messages, _position in CaseEventLog(svc.app).read_all(types=RELEVANT_EVENTS):
             for message in messages:
                 histories[message.case_id].append(message)
         report = compare(config, rules, histories, moment, from_, to)

@@ -32,6 +32,7 @@ from cli.common import (
 )
 from cli.quality import print_quality
 from domain.calendar import SHANGHAI
+from domain.sla import RELEVANT_EVENTS
 from domain.vocabulary import Category, Stage
 from infra.messages import CaseEventMessage
 from infra.settings import Settings
@@ -296,7 +297,9 @@ def whatif(
     histories: dict[UUID, list[CaseEventMessage]] = defaultdict(list)
     try:
         log = CaseEventLog(app)
-        for messages, _ in log_progress("假设分析 what-if: reading", log.head(), log.read_all()):
+        for messages, _ in log_progress(
+            "假设分析 what-if: reading", log.head(), log.read_all(types=RELEVANT_EVENTS)
+        ):
             for message in messages:
                 histories[message.case_id].append(message)
     finally:

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from domain.calendar import CalendarDataMissingError
-from domain.sla import Fact, SlaTracker, read_clock
+from domain.sla import RELEVANT_EVENTS, Fact, SlaTracker, read_clock
 from infra.messages import CaseEventMessage
 from infra.sla_config import SlaConfig
 from projections.tables import CaseRows, Column, Row, Table
@@ -117,6 +118,22 @@ class SlaProjection:
         return self._source()
 
     def apply(self, rows: CaseRows, event: CaseEventMessage) -> None:
+        followed = self._follow(rows, event)
+        if followed is None:
+            return
+        state, evaluate = followed
+        config = self.config
+        existing = {row["clock_id"]: row for row in rows.get(CLOCKS.name, [])}
+        rows[CLOCKS.name] = [
+            existing[clock["id"]]
+            if clock["id"] in existing and clock["id"] not in evaluate
+            else _clock_row(event.case_id, event.case_number, event.occurred_at, state, clock, config)
+            for clock in state["clocks"]
+        ]
+
+    def _follow(self, rows: CaseRows, event: CaseEventMessage) -> tuple[dict[str, Any], set[str]] | None:
+        """Follow ``event`` in the case's tracker state: None when it means nothing to the clocks, else
+        the state and the ids of the clocks whose rows it can change (were or are running, or named by it)."""
         if (
             event.type == "SlaDeadlineRevised"
             and event.payload["calendar_version"] != self.config.calendar.version
@@ -125,11 +142,13 @@ class SlaProjection:
         states = rows.setdefault(STATE.name, [])
         if not states:
             states.append({"case_id": event.case_id, "state": {"clocks": [], "holders": {}, "flags": {}}})
-        state = states[0]["state"]
+        state: dict[str, Any] = states[0]["state"]
+        if event.type not in RELEVANT_EVENTS:
+            return None  # what the tracker would say, without building it
         tracker = SlaTracker(self.config.rules, self.config.rule_set, self.config.calendar, state)
         running = {clock["id"] for clock in tracker.running()}
         if not tracker.apply(str(event.case_id), fact_of(event)):
-            return
+            return None
         if event.type == "SlaThresholdCrossed":
             rows.setdefault(CROSSINGS.name, []).append(_crossing_row(event, state))
         if event.type in ("SlaThresholdCrossed", "SlaDeadlineRevised"):
@@ -137,11 +156,62 @@ class SlaProjection:
         # Only clocks that were or are running can change (a stopped clock's row is final), and the
         # evaluation is most of this projection's cost.
         running |= {clock["id"] for clock in tracker.running()}
+        return state, running
+
+    def replaying(self) -> DeferredSlaProjection:
+        """This projection for a replay of whole histories (rebuild): the same rows, each clock evaluated
+        once at the end instead of after every event of its case."""
+        return DeferredSlaProjection(self)
+
+
+class DeferredSlaProjection:
+    """``SlaProjection`` with each clock's evaluation deferred until ``settle``: the rows it then gives are
+    the rows ``SlaProjection.apply`` gives after the same events, because
+
+    - a clock's row is a function of the case (id, number, category: fixed by its first event), the
+      clock's tracker state, the configuration and the instant of the event that last evaluated it;
+    - ``apply`` evaluates a clock at every event that can change its state (it was or is running, or
+      the event names it: a recorded crossing, a revised deadline), so after the last such event its
+      state no longer changes and its row stays as that event left it.
+
+    So it is enough to remember, per clock, the instant (and the configuration) of the last event that
+    would have evaluated it, and evaluate once. Used by rebuilds; live workers apply per batch with
+    ``SlaProjection.apply``.
+    """
+
+    def __init__(self, projection: SlaProjection) -> None:
+        self.projection = projection
+        self.name = projection.name
+        self.tables = projection.tables
+        self.views = projection.views
+        self._pending: dict[UUID, tuple[str, dict[str, tuple[datetime, SlaConfig]]]] = {}
+        """case id → (case number, clock id → (instant, configuration) of its last evaluation due)"""
+
+    def apply(self, rows: CaseRows, event: CaseEventMessage) -> None:
+        followed = self.projection._follow(rows, event)
+        if followed is None:
+            return
+        state, evaluate = followed
+        mark = (event.occurred_at, self.projection.config)
+        _, pending = self._pending.setdefault(event.case_id, (event.case_number, {}))
+        existing = {row["clock_id"] for row in rows.get(CLOCKS.name, ())}
+        for clock in state["clocks"]:
+            clock_id = clock["id"]
+            if clock_id in evaluate or (clock_id not in existing and clock_id not in pending):
+                pending[clock_id] = mark
+
+    def settle(self, case_id: UUID, rows: CaseRows) -> None:
+        """Evaluate the case's clocks whose evaluation is due, so that ``rows`` are complete."""
+        due = self._pending.pop(case_id, None)
+        if due is None:
+            return
+        number, pending = due
+        state = rows[STATE.name][0]["state"]
         existing = {row["clock_id"]: row for row in rows.get(CLOCKS.name, [])}
         rows[CLOCKS.name] = [
-            existing[clock["id"]]
-            if clock["id"] in existing and clock["id"] not in running
-            else _clock_row(event, state, clock, self.config)
+            _clock_row(case_id, number, pending[clock["id"]][0], state, clock, pending[clock["id"]][1])
+            if clock["id"] in pending
+            else existing[clock["id"]]
             for clock in state["clocks"]
         ]
 
@@ -173,11 +243,11 @@ def _crossing_row(event: CaseEventMessage, state: dict[str, Any]) -> Row:
     }
 
 
-def _clock_row_base(event: CaseEventMessage, state: dict[str, Any], clock: dict[str, Any]) -> Row:
+def _clock_row_base(case_id: UUID, case_number: str, state: dict[str, Any], clock: dict[str, Any]) -> Row:
     return {
         "clock_id": clock["id"],
-        "case_id": event.case_id,
-        "case_number": event.case_number,
+        "case_id": case_id,
+        "case_number": case_number,
         "category": state["category"],
         "kind": clock["kind"],
         "stage": clock["stage"],
@@ -204,12 +274,18 @@ def _unknown(row: Row) -> Row:
 
 
 def _clock_row(
-    event: CaseEventMessage, state: dict[str, Any], clock: dict[str, Any], config: SlaConfig
+    case_id: UUID,
+    case_number: str,
+    now: datetime,
+    state: dict[str, Any],
+    clock: dict[str, Any],
+    config: SlaConfig,
 ) -> Row:
-    row = _clock_row_base(event, state, clock)
+    """The clock's row as it stands at ``now`` (the instant of the event that evaluates it)."""
+    row = _clock_row_base(case_id, case_number, state, clock)
     try:
         rules = config.rules.in_force(clock["rule_set"], datetime.fromisoformat(clock["started_at"]).date())
-        reading = read_clock(clock, config.calendar, event.occurred_at, rules.levels)
+        reading = read_clock(clock, config.calendar, now, rules.levels)
     except CalendarDataMissingError:
         return _unknown(row)
     stopped = clock["stopped_at"] is not None

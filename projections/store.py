@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import orjson
 import psycopg
 import structlog
 
@@ -215,10 +216,19 @@ def write_states(
         )
 
 
+_JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+def _json_text(value: Any) -> str:
+    """``Table.to_sql_row``'s JSON for a jsonb column (same value once PostgreSQL parsed it), by orjson."""
+    return orjson.dumps(value, option=_JSON_OPTIONS).decode()
+
+
 def _copy(cursor: psycopg.Cursor[Any], name: str, table: Table, rows: Iterable[dict[str, Any]]) -> None:
+    columns = [(c.name, c.json) for c in table.columns]
     with cursor.copy(f"COPY {name} ({', '.join(table.column_names)}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row(table.to_sql_row(row))
+            copy.write_row([_json_text(row.get(c)) if as_json else row.get(c) for c, as_json in columns])
 
 
 @dataclass

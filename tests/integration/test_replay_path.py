@@ -4,12 +4,17 @@ The reference is the path Yekuo used before (``CaseEventLog(app, fast=False)``):
 builds each domain event object and ``case_event_message`` flattens it. The history is every demo route, plus stored records rewritten the way
 older releases and other writers left them: a v1 record that must be upcast, and times stored with a
 +08:00 offset.
+
+A rebuild also evaluates each SLA clock once per case (``SlaProjection.replaying``) instead of after every
+event as live workers do: on a history with running, paused, breached and answered-after-breach clocks it
+must give the rows of the event-by-event projection.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
@@ -21,14 +26,17 @@ import pytest
 from app.application import CaseApplication
 from app.bootstrap import build_case_application
 from app.event_log import CaseEventLog
+from consumers.sla_clock import SlaClock
 from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
+from domain.commands import PauseClock, ReplySupplyPlan
+from domain.sla import RELEVANT_EVENTS
 from infra.messages import CaseEventMessage
 from infra.settings import Settings
 from infra.sla_config import sla_config
 from projections import registry
 from projections.rebuild import rebuild
 from projections.sla_reports import compare
-from projections.tables import all_tables
+from projections.tables import CaseRows, Projection, Table, all_tables
 
 START = datetime(2025, 9, 1, 1, 0, tzinfo=UTC)
 
@@ -89,6 +97,11 @@ def test_the_fast_path_decodes_every_stored_event_into_the_same_message(app: Cas
 
     assert len(fast) == len(reference) > 100
     assert fast == reference
+    messages = [m for batch, _ in CaseEventLog(app).read_all() for m in batch]
+    generic = [m for batch, _ in reference_read_all(app) for m in batch]
+    assert messages == generic  # the instances too, as model_construct builds them
+    assert [m.model_fields_set for m in messages] == [m.model_fields_set for m in generic]
+    assert [m.actor.model_fields_set for m in messages] == [m.actor.model_fields_set for m in generic]
     upcast = [m for m in fast if m["type"] == "CompletionReported"]
     assert upcast and upcast[0]["payload"]["party_id"] == ""
 
@@ -129,3 +142,81 @@ def test_a_rebuild_and_a_what_if_from_the_fast_path_equal_those_from_the_generic
     reference = compare(config, "REG_2009", histories(reference_read_all(app)), now)
     assert fast == reference
     assert fast.clocks > 0
+    followed = compare(config, "REG_2009", histories(log.read_all(types=RELEVANT_EVENTS)), now)
+    assert followed == reference  # the events the SLA tracker does not follow change nothing
+
+
+class EventByEvent:
+    """A projection without its replay stand-in: rows changed after every event, as live workers do."""
+
+    def __init__(self, projection: Projection) -> None:
+        self.projection = projection
+        self.name = projection.name
+        self.tables: Sequence[Table] = projection.tables
+        self.views: Sequence[str] = projection.views
+
+    def apply(self, rows: CaseRows, event: CaseEventMessage) -> None:
+        self.projection.apply(rows, event)
+
+
+def rebuilt_rows(
+    database_url: str, app: CaseApplication, projections: Sequence[Projection]
+) -> dict[str, Any]:
+    log = CaseEventLog(app)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rebuild(conn, projections, log.read_all, log.head)
+        return {
+            t.name: sorted(conn.execute(f"SELECT * FROM {t.name}").fetchall(), key=repr)  # noqa: S608
+            for p in projections
+            for t in all_tables(p)
+        }
+
+
+LATER = START + timedelta(days=90)
+
+
+@pytest.fixture
+def clocked_app(fresh_database_url: str) -> Iterator[CaseApplication]:
+    """Whole demo routes; cases stopped before the plan reply (their clocks run into breach, the SLA
+    clock records it, two are answered afterwards); a case stopped in a customer pause."""
+    application = build_case_application(Settings(), fresh_database_url)
+    replies = []
+    for index in range(12):
+        category, fast_track = CATEGORIES_FOR_DEMO[index % len(CATEGORIES_FOR_DEMO)]
+        start = START + timedelta(hours=7 * index)
+        for command in sample_walk(category, f"YK-CL-{index:02d}", start, fast_track=fast_track):
+            if index >= len(CATEGORIES_FOR_DEMO) and isinstance(command, ReplySupplyPlan):
+                replies.append(command)
+                break
+            assert application.execute(command).accepted
+            if index >= len(CATEGORIES_FOR_DEMO) and isinstance(command, PauseClock):
+                break
+    for command in sample_walk("HV_SINGLE", "YK-CL-P", START):
+        assert application.execute(command).accepted
+        if isinstance(command, PauseClock):
+            break
+    rebuilt_rows(fresh_database_url, application, registry.select())  # the SLA clock reads the read model
+    assert SlaClock(application, fresh_database_url, clock=lambda: LATER).tick()["recorded"] > 0
+    for reply in replies[:2]:
+        later = dataclasses.replace(reply, occurred_at=LATER + timedelta(hours=1))
+        assert application.execute(later).accepted
+    yield application
+    application.close()
+
+
+def test_a_rebuild_evaluating_each_clock_once_gives_the_rows_of_one_evaluation_per_event(
+    clocked_app: CaseApplication, fresh_database_url: str
+) -> None:
+    event_by_event = rebuilt_rows(
+        fresh_database_url, clocked_app, [EventByEvent(p) for p in registry.select()]
+    )
+    deferred = rebuilt_rows(fresh_database_url, clocked_app, registry.select())
+
+    assert deferred == event_by_event
+    clocks = {row[0]: row for row in deferred["sla_clocks"]}
+    names = [c.name for c in registry.select()[3].tables[1].columns]
+    stopped, paused, levels = names.index("stopped_at"), names.index("paused"), names.index("recorded_levels")
+    assert any(row[stopped] is None and row[paused] for row in clocks.values())
+    assert any(row[stopped] is None and "BREACH" in row[levels] for row in clocks.values())
+    assert any(row[stopped] is not None and "BREACH" in row[levels] for row in clocks.values())
+    assert deferred["sla_crossings"]
