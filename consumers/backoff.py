@@ -72,9 +72,11 @@ def pg_connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
 
 
 def kafka_timeouts(request_timeout_ms: int) -> dict[str, int]:
-    """kafka-python producer settings so that no send or flush waits out a whole broker outage."""
+    """kafka-python producer settings so that neither making a producer (its first bootstrap: 30 s by
+    default) nor a send or flush waits out a whole broker outage."""
     return {
         "request_timeout_ms": request_timeout_ms,
+        "bootstrap_timeout_ms": request_timeout_ms,
         "delivery_timeout_ms": request_timeout_ms + 5_000,
         "max_block_ms": request_timeout_ms,
         "reconnect_backoff_max_ms": 5_000,

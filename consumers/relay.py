@@ -260,6 +260,7 @@ class Relay:
             enable_auto_commit=False,
             consumer_timeout_ms=1000,
             request_timeout_ms=5000,
+            bootstrap_timeout_ms=5000,
         )
         try:
             if not consumer.partitions_for_topic(RELAY_CONTROL_TOPIC):

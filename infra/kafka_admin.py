@@ -23,7 +23,9 @@ def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap, request_timeout_ms=3000, bootstrap_timeout_ms=3000
+            )
         except (KafkaError, OSError, ValueError) as error:
             last_error = error
             time.sleep(0.1)
