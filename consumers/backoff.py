@@ -38,6 +38,7 @@ from typing import Any
 import psycopg
 import structlog
 from eventsourcing import persistence
+from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 log = structlog.get_logger("yekuo.backoff")
@@ -81,6 +82,27 @@ def kafka_timeouts(request_timeout_ms: int) -> dict[str, int]:
         "max_block_ms": request_timeout_ms,
         "reconnect_backoff_max_ms": 5_000,
     }
+
+
+def close_producer(producer: KafkaProducer, timeout: float) -> None:
+    """Close ``producer``, giving its pending records at most ``timeout`` seconds; never raises.
+
+    kafka-python 3.0's ``close`` flushes first and raises ``KafkaTimeoutError`` while records are still
+    pending (a broker outage), leaving the producer and its I/O thread running, and those records could
+    still go out later, unrecorded. So the records still pending then are aborted: their futures fail,
+    and whatever waits on them (the relay's position, the notifier's delivery ledger) records nothing.
+    """
+    try:
+        producer.close(timeout=timeout)
+        return
+    except KafkaError as error:
+        log.warning("producer closed with records undelivered; they are dropped", reason=repr(error))
+    sender = producer._sender  # kafka-python has no public forced close
+    if sender is not None:
+        sender.force_close()  # fails every pending batch's future
+        sender.join(5)
+    with contextlib.suppress(KafkaError):
+        producer.close(timeout=0)  # nothing is pending any more: releases its metrics and serializers
 
 
 def next_delay(attempt: int, *, first: float = 0.2, cap: float = 10.0, jitter: float = 0.25) -> float:

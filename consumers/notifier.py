@@ -23,7 +23,7 @@ from kafka import KafkaProducer
 
 from app.application import CaseApplication
 from app.bootstrap import build_case_application
-from consumers.backoff import kafka_timeouts, pg_connect
+from consumers.backoff import close_producer, kafka_timeouts, pg_connect
 from domain.commands import EscalateNotification
 from domain.vocabulary import Actor
 from infra.messages import NotificationMessage
@@ -172,12 +172,13 @@ class Notifier:
     def drop_producer(self) -> None:
         """Forget the producer after a broker failure: its unsent records must not go out later unrecorded."""
         if self._producer is not None:
-            self._producer.close(timeout=0)
+            close_producer(self._producer, timeout=0)
             self._producer = None
 
     def close(self) -> None:
         if self._producer is not None:
-            self._producer.close(timeout=5)
+            close_producer(self._producer, timeout=5)
+            self._producer = None
         if self._app is not None:
             self._app.close()
 

@@ -24,7 +24,6 @@ from typing import Any
 import psycopg
 import structlog
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError
 
 from app.application import CaseApplication
 from app.event_log import CaseEventLog
@@ -34,6 +33,7 @@ from consumers.backoff import (
     TRANSIENT_DATABASE_ERRORS,
     Health,
     Outage,
+    close_producer,
     kafka_timeouts,
     pg_connect,
 )
@@ -302,8 +302,5 @@ class Relay:
 
     def _close_producer(self) -> None:
         if self._producer is not None:
-            try:
-                self._producer.close(timeout=5)
-            except KafkaError:
-                log.warning("producer did not close cleanly")
+            close_producer(self._producer, timeout=5)
             self._producer = None

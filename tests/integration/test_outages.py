@@ -31,7 +31,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from app.application import CaseApplication
 from app.bootstrap import build_case_application
 from app.event_log import CaseEventLog
-from consumers.backoff import read_health
+from consumers.backoff import close_producer, read_health
 from consumers.notifier import Notifier
 from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
 from infra.settings import CASE_EVENTS_DLQ_TOPIC, CASE_EVENTS_TOPIC, NOTIFICATIONS_TOPIC, Settings
@@ -394,6 +394,22 @@ def test_the_delivery_ledger_marks_only_what_the_broker_acknowledged(servers: Se
     }
     assert marked == published
     assert len(marked) == pending[0]
+
+
+def test_a_producer_closed_with_records_pending_drops_them_and_does_not_raise(kafka_bootstrap: str) -> None:
+    """What a broker outage leaves behind when the relay or notifier gives up a producer: records still
+    pending. kafka-python's ``close`` raises then (and a notifier timer crashed the worker with it);
+    ``close_producer`` must not, and must fail those records' futures so nothing records them as sent."""
+    producer = KafkaProducer(
+        bootstrap_servers=kafka_bootstrap, acks="all", linger_ms=600_000, delivery_timeout_ms=700_000
+    )
+    futures = [producer.send(NOTIFICATIONS_TOPIC, key=b"pending", value=b"{}") for _ in range(3)]
+    assert not any(future.is_done for future in futures)  # held in the accumulator: lingering
+
+    close_producer(producer, timeout=0)
+
+    assert all(future.is_done and future.failed() for future in futures)
+    assert producer._closed  # its I/O thread is gone, not left running
 
 
 def test_a_1_mb_undecodable_event_is_dead_lettered_without_restarting_the_agent(servers: Servers) -> None:
