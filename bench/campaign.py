@@ -80,8 +80,8 @@ from api.security import Role, issue_token
 from app.bootstrap import build_case_application
 from app.command_payloads import ENVELOPE_FIELDS
 from app.event_log import CaseEventLog
+from app.intake_envelopes import envelope_for, source_for
 from consumers.backoff import read_health
-from consumers.intake import envelope_for, source_for
 from consumers.notifier import DISPATCH_BATCH
 from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
 from domain.commands import Command, SubmitApplication

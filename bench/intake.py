@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.bootstrap import build_case_application  # noqa: E402 — after the path is set
-from consumers.intake import envelope_for, source_for  # noqa: E402
+from app.intake_envelopes import envelope_for, source_for  # noqa: E402
 from demo.samples import CATEGORIES_FOR_DEMO, sample_walk  # noqa: E402
 from domain.commands import Command  # noqa: E402
 from infra.kafka_admin import ensure_topics, ensure_yekuo_topics  # noqa: E402

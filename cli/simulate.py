@@ -24,8 +24,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from app.intake_envelopes import envelope_for
 from consumers.backoff import kafka_timeouts
-from consumers.intake import envelope_for
 from demo.workload import Message, workload
 from infra.intake_messages import IntakeResult
 from infra.kafka_admin import ensure_yekuo_topics

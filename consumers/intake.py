@@ -28,7 +28,6 @@ committed offset from their beginning (docs/reliability.md). The consumer never 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import time
@@ -48,11 +47,9 @@ from pydantic import ValidationError
 
 from app.application import CaseApplication, CommandOutcome, ConcurrentUpdateError
 from app.command_payloads import (
-    ENVELOPE_FIELDS,
     InvalidCommandError,
     build_command,
     command_class,
-    payload_model,
 )
 from consumers import faust_transport
 from consumers.backoff import (
@@ -381,47 +378,6 @@ class IntakeProcessor:
                 reason=letter.reason,
                 dead_letters=self.counters.dead_letters,
             )
-
-
-def envelope_for(command: Command, source_system: str, *, message_id: str | None = None) -> IntakeEnvelope:
-    """The intake envelope that carries ``command`` from ``source_system`` (for simulators and tests)."""
-    fields = {
-        f.name: getattr(command, f.name) for f in dataclasses.fields(command) if f.name not in ENVELOPE_FIELDS
-    }
-    payload = payload_model(command.command_type).model_validate(fields).model_dump(mode="json")
-    actor = command.actor
-    return IntakeEnvelope(
-        message_id=message_id or command.command_id,
-        type=command.command_type,
-        schema_version=1,
-        occurred_at=command.occurred_at,
-        source_system=source_system,
-        actor={"person_id": actor.person_id, "name": actor.name, "department": actor.department},
-        case_number=command.case_number,
-        payload=payload,
-        reason=command.reason,
-    )
-
-
-SOURCE_BY_DEPARTMENT = {
-    "CUSTOMER": "ONLINE_HALL",
-    "DESIGN_INSTITUTE": "DESIGN_INSTITUTE",
-    "CONTRACTOR": "CONTRACTOR",
-    "METERING": "METERING_SYSTEM",
-}
-"""Which integrating system a simulator sends an actor's commands through, where that system may."""
-
-
-def source_for(command: Command, source_systems: SourceSystems) -> str:
-    """The source system a simulated ``command`` comes from: its actor's own system, else the first that
-    may send it (the marketing system for staff steps); ``SOURCE_NOT_AUTHORISED`` names none."""
-    own = source_systems.get(SOURCE_BY_DEPARTMENT.get(command.actor.department, "MARKETING_SYSTEM"))
-    if own is not None and own.may_send(command.command_type):
-        return own.name
-    for system in source_systems.systems.values():
-        if system.may_send(command.command_type):
-            return system.name
-    return "NO_SOURCE_MAY_SEND"
 
 
 def _readable_message_id(raw: bytes) -> str | None:

@@ -26,9 +26,9 @@ from rich.table import Table
 from api.security import Role, TokenKeyMissingError, issue_token
 from app.application import CaseApplication, CommandOutcome
 from app.bootstrap import build_case_application
+from app.intake_envelopes import envelope_for, source_for
 from cli.api import token_key
 from cli.case import history_table
-from consumers.intake import envelope_for, source_for
 from consumers.relay import Relay
 from consumers.sla_clock import SlaClock
 from consumers.status import consumer_lag

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from consumers.intake import source_for
+from app.intake_envelopes import source_for
 from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
 from domain.commands import Command, FileComplaint, ResolveComplaint, SubmitApplication
 from infra.source_systems import SourceSystems

@@ -21,8 +21,9 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from app.application import CaseApplication
 from app.bootstrap import build_case_application
+from app.intake_envelopes import envelope_for, source_for
 from consumers.backoff import ProcessHealth, read_health
-from consumers.intake import IntakeProcessor, Received, envelope_for, source_for
+from consumers.intake import IntakeProcessor, Received
 from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
 from domain.commands import Command
 from infra.kafka_admin import ensure_yekuo_topics

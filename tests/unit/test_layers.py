@@ -7,6 +7,8 @@ other, so the tree reads as the flow of data (README "Layout", docs/architecture
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "dashboard": set(),
 }
 """Each package (a floor of the building) and the packages below it that it may use."""
+
+HEAVY = ("faust", "mode", "aiokafka", "fastapi", "uvicorn", "consumers.intake", "api.main")
+"""Modules the command line imports only inside the commands that run them."""
 
 
 def _project_imports(path: Path) -> set[tuple[int, str]]:
@@ -63,3 +68,15 @@ def test_the_check_catches_an_adapter_importing_an_entry_point(tmp_path: Path) -
 )
 def test_every_layer_exists(package: str) -> None:
     assert (ROOT / package / "__init__.py").exists()
+
+
+def test_the_command_line_loads_no_stream_processor_or_web_framework_until_a_command_needs_it() -> None:
+    """Every ``yekuo`` invocation imports ``cli.main``; faust and FastAPI add most of a second to each."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", f"import sys, cli.main; print(sorted(set(sys.modules) & {set(HEAVY)!r}))"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert loaded == "[]"

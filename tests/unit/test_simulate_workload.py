@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import Counter
 
 from app.application import CaseApplication
+from app.intake_envelopes import envelope_for
 from cli.simulate import SIMULATED_START
-from consumers.intake import IntakeProcessor, Received, envelope_for
+from consumers.intake import IntakeProcessor, Received
 from demo.workload import workload
 from infra.source_systems import load_source_systems
 
