@@ -57,9 +57,7 @@ def api(
     except StackError:
         broker = None  # readiness then checks the database only
     app = create_app(settings.model_copy(update={"api_token_key": key}), database, broker)
-    uvicorn.run(
-        app, host=host, port=port, http="httptools", loop="uvloop", log_config=None, access_log=False
-    )
+    uvicorn.run(app, host=host, port=port, http="httptools", loop="uvloop", log_config=None, access_log=False)
 
 
 @token_app.command("issue")

@@ -58,6 +58,8 @@ def test_the_check_catches_an_adapter_importing_an_entry_point(tmp_path: Path) -
     assert layer_violations(tmp_path) == ["infra/bad.py:1 imports cli"]
 
 
-@pytest.mark.parametrize("package", ["domain", "infra", "app", "projections", "consumers", "cli", "demo", "api", "dashboard"])
+@pytest.mark.parametrize(
+    "package", ["domain", "infra", "app", "projections", "consumers", "cli", "demo", "api", "dashboard"]
+)
 def test_every_layer_exists(package: str) -> None:
     assert (ROOT / package / "__init__.py").exists()

@@ -22,7 +22,10 @@ def test_a_table_naming_an_unknown_command_type_is_refused(tmp_path: Path) -> No
     path = tmp_path / "systems.json"
     path.write_text(
         json.dumps(
-            {"version": "x", "source_systems": {"S": {"label": "s", "channel": "COUNTER", "command_types": ["Nope"]}}}
+            {
+                "version": "x",
+                "source_systems": {"S": {"label": "s", "channel": "COUNTER", "command_types": ["Nope"]}},
+            }
         )
     )
 
