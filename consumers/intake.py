@@ -21,8 +21,9 @@ bounded backoff; nothing is acknowledged meanwhile. A database outage is an ``Ou
 (``consumers/backoff.py``): one warning when it starts, one line when it ends, and the process's readiness
 file ``STATE_DIR/health/intake-<group>-<pid>.json`` says not ready while it lasts. A broker outage is an
 ``Outage`` of ``kafka``, noticed by ``BrokerProbe``; results not acknowledged are sent again. After a
-restart that lost the broker's data, the intake recreates its topics and reads partitions without a
-committed offset from their beginning (docs/reliability.md). The consumer never stops on bad input.
+restart that lost the broker's data, the intake recreates its topics, drops (does not acknowledge) a
+batch that was in flight when the group forgot its member, and reads partitions without a committed
+offset from their beginning (docs/reliability.md). The consumer never stops on bad input.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import psycopg
 import structlog
 from aiokafka import errors as aiokafka_errors
 from eventsourcing.persistence import InterfaceError, OperationalError
+from faust.types import EventT
 from kafka import KafkaAdminClient
 from pydantic import ValidationError
 
@@ -539,18 +541,53 @@ def build_intake(
                 await asyncio.sleep(broker.failed(error))
             pending = failed
 
+    def group_member() -> str:
+        """The consumer's member id in its group; empty while it has none (its membership was reset).
+
+        aiokafka empties it when the coordinator does not know the member (UNKNOWN_MEMBER_ID or
+        ILLEGAL_GENERATION on a heartbeat, commit or join: a broker that lost its groups, or an expired
+        session) and the next JoinGroup gives a new one. Neither faust nor aiokafka exposes it: faust's
+        consumer thread holds the aiokafka consumer, whose group coordinator holds the id (private
+        attributes, aiokafka 0.14 / faust-streaming 0.15; a str, read from another thread)."""
+        return str(app.consumer._thread._ensure_consumer()._coordinator.member_id)
+
+    def drop(events: Sequence[EventT]) -> None:
+        """Let a batch go without acknowledging it: faust records and commits none of its offsets.
+
+        ``take_events`` acknowledges a batch when the agent asks for the next one, through
+        ``Message.ack``, which does nothing for a message already marked acked; a rebalance waits only
+        for the messages in ``consumer.unacked``."""
+        for event in events:
+            event.message.acked = True
+            app.consumer.unacked.discard(event.message)
+
     @app.agent(source, name=f"{group}-commands")
     async def intake(stream: faust.StreamT[bytes]) -> None:
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(
             settings.intake_batch_size, within=settings.intake_batch_seconds
         ):
+            member = group_member()
             batch = [
                 Received(e.message.value, e.message.key, e.message.partition, e.message.offset)
                 for e in events
             ]
             decided = await loop.run_in_executor(executor, processor.process, batch)
             await publish(decided)  # delivered (acks=all) before faust may commit these offsets
+            if not member or group_member() != member:
+                # The group forgot this member while the batch was in flight (a broker that lost its
+                # data, docs/reliability.md). faust cleared its offsets when the rejoin revoked the
+                # partitions; acknowledging now would record offsets of the lost log, commit them to
+                # the group of the new broker and start the re-sent commands past them.
+                drop(events)
+                log.warning(
+                    "the group membership was reset while a batch was in flight; batch dropped, not "
+                    "acknowledged: its outcomes are stored, its messages come again or are re-sent",
+                    size=len(batch),
+                    partitions=sorted({b.partition for b in batch}),
+                    offset=batch[-1].offset,
+                )
+                continue
             log.info(
                 "intake batch",
                 size=len(batch),

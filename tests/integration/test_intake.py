@@ -634,3 +634,124 @@ def test_intake_rides_out_a_broker_kill_9_and_answers_every_re_sent_command_once
     assert log_text.count("kafka unavailable; intake") == 1
     assert "kafka available again; intake" in log_text
     assert "Traceback" not in log_text and "Crashed" not in log_text
+
+
+def saves_waiting_for(database_url: str, table: str = "cases_events") -> int:
+    """How many sessions wait for a lock on ``table`` (the intake's group commit, held by the test)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass", (table,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_intake_drops_a_batch_in_flight_from_a_lost_log_and_answers_every_re_sent_command_once(
+    private_intake: tuple[Intake, LocalStack],
+) -> None:
+    intake, stack = private_intake
+    case_walks = walks(20, "YK-KIF")
+    steps = max(len(w) for w in case_walks)
+    commands = [w[step] for step in range(steps) for w in case_walks if step < len(w)]  # interleaved
+    before = commands[: len(commands) // 3]
+    in_flight = commands[len(before) : len(before) + 40]
+    process = intake.start()
+    results = TopicReader(intake.bootstrap, INTAKE_RESULTS_TOPIC)
+    try:
+        intake.send_commands(before)
+        wait_for(lambda: len(results_by_id(results)) == len(before), "the outcomes before the outage")
+    finally:
+        results.close()
+    # The batch is held in the executor by a real lock: the event store's save waits for the test's
+    # EXCLUSIVE lock on its table (the lock every save takes), so the batch is decided but not committed.
+    holder = psycopg.connect(intake.database_url)
+    try:
+        holder.execute("LOCK TABLE cases_events IN EXCLUSIVE MODE")
+        sent = [
+            intake.producer.send(
+                INTAKE_TOPIC,
+                key=c.case_number.encode(),
+                value=envelope_for(c, source_for(c, SYSTEMS)).to_bytes(),
+            )
+            for c in in_flight
+        ]
+        intake.producer.flush()
+        lost = {  # where the in-flight commands are in the log the broker is about to lose
+            c.command_id: (m.partition, m.offset)
+            for c, m in zip(in_flight, (f.get(timeout=30) for f in sent), strict=True)
+        }
+        wait_for(lambda: saves_waiting_for(intake.database_url) > 0, "a batch held in its save")
+        broker = stack._tansu_process()
+        assert broker is not None
+        broker.send_signal(signal.SIGKILL)
+        broker.wait(timeout=10)
+        intake.producer.close()  # nothing pending: every send above was flushed to the broker that died
+
+        def not_ready() -> bool:
+            found = intake_health(intake.settings.state_dir)
+            return bool(found) and not found[0].ready and "kafka" in found[0].waiting_for
+
+        wait_for(not_ready, "the intake reporting the broker outage")
+        restarted_at = datetime.now(UTC)
+        bootstrap = stack.up(("kafka",)).kafka_bootstrap_servers  # the same port, empty: memory only
+        assert bootstrap == intake.bootstrap
+        wait_for(lambda: bool(intake_health(intake.settings.state_dir)[0].ready), "ready again")
+        wait_for(  # the new broker does not know the group: the batch from the lost log is still held
+            lambda: "member_id was not recognized" in intake.log_of(), "the group membership reset"
+        )
+        intake.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        # The integrator re-sends all it cannot prove answered (the new broker holds nothing), the
+        # commands answered before the outage last. Each case's unanswered commands keep their order,
+        # and no re-sent command lands where it was in the lost log: a batch of the lost log decided
+        # after the restart cannot pass for an answer to a re-sent message.
+        futures = {
+            c.command_id: intake.producer.send(
+                INTAKE_TOPIC,
+                key=c.case_number.encode(),
+                value=envelope_for(c, source_for(c, SYSTEMS)).to_bytes(),
+            )
+            for c in commands[len(before) :] + before
+        }
+        intake.producer.flush()
+        re_sent = {message_id: future.get(timeout=30) for message_id, future in futures.items()}
+        assert saves_waiting_for(intake.database_url) > 0, "the batch was not in flight any more"
+        assert [m for m, at in lost.items() if (re_sent[m].partition, re_sent[m].offset) == at] == []
+    finally:
+        holder.rollback()  # releases the lock: the held batch commits its outcomes now
+        holder.close()
+    results = TopicReader(bootstrap, INTAKE_RESULTS_TOPIC)
+    try:
+
+        def answers() -> dict[str, list[dict[str, Any]]]:
+            """The results of the re-sent messages: at their position in the new log, decided after the
+            restart (the batches of the lost log publish their outcomes of the lost log's positions)."""
+            found: dict[str, list[dict[str, Any]]] = {}
+            for result in results.poll():
+                sent = re_sent.get(result["message_id"])
+                if (
+                    sent is not None
+                    and (result["partition"], result["offset"]) == (sent.partition, sent.offset)
+                    and datetime.fromisoformat(result["decided_at"]) >= restarted_at
+                ):
+                    found.setdefault(result["message_id"], []).append(result)
+            return found
+
+        wait_for(lambda: len(answers()) == len(commands), "an outcome for every re-sent command", 60)
+        outcomes = answers()
+        every = results_by_id(results)
+    finally:
+        results.close()
+    assert process.poll() is None
+    (health,) = intake_health(intake.settings.state_dir)
+    assert health.pid == process.pid and health.ready
+    assert set(outcomes) == {c.command_id for c in commands}
+    assert [seen for seen in outcomes.values() if len(seen) != 1] == []
+    for message_id, seen in every.items():  # the held batch's outcomes agree with the re-sent ones'
+        assert len({(r["outcome"], r["case_version"], tuple(r["event_types"])) for r in seen}) == 1, (
+            message_id
+        )
+    assert {seen[0]["outcome"] for seen in outcomes.values()} == {"ACCEPTED"}
+    assert all(outcomes[c.command_id][0]["repeated"] for c in before)
+    assert any(outcomes[c.command_id][0]["repeated"] for c in in_flight)  # executed while held
+    assert stored_events(intake.database_url) == direct_versions(case_walks)
+    log_text = intake.log_of()
+    assert "Traceback" not in log_text and "Crashed" not in log_text
