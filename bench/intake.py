@@ -219,26 +219,12 @@ def measure_noop(bootstrap: str, env: dict[str, str], workdir: Path, count: int)
 
 def run_noop_agent(bootstrap: str, count: int) -> None:
     """The do-nothing agent: same faust set-up and batching as the intake consumer."""
-    import faust
     from faust import Worker
 
     from consumers import faust_transport
 
     settings = Settings()
-    app = faust.App(
-        "bench-noop",
-        broker=f"{faust_transport.register(settings.kafka_fetch_max_wait_ms)}://{bootstrap}",
-        store="memory://",
-        web_enabled=False,
-        broker_session_timeout=settings.kafka_session_timeout_ms / 1000,
-        broker_heartbeat_interval=settings.kafka_heartbeat_interval_ms / 1000,
-        broker_rebalance_timeout=settings.kafka_session_timeout_ms / 1000,
-        consumer_auto_offset_reset="earliest",
-        topic_allow_declare=False,
-        topic_disable_leader=True,
-        producer_acks=-1,
-        logging_config=None,
-    )
+    app = faust_transport.faust_app("bench-noop", bootstrap, settings)
     source = app.topic(NOOP_TOPIC, key_serializer="raw", value_serializer="raw")
     done = app.topic(NOOP_DONE_TOPIC, key_serializer="raw", value_serializer="raw")
     seen = {"n": 0}

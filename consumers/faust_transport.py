@@ -1,4 +1,5 @@
-"""faust's Kafka transport with a configurable fetch wait.
+"""The faust app every Yekuo consumer runs (``faust_app``), on faust's Kafka transport with a configurable
+fetch wait.
 
 faust-streaming hard-codes ``fetch_max_wait_ms=1500`` for its consumers. Apache Kafka answers a waiting
 fetch as soon as data arrives, so the value only bounds idle polls there; the local Tansu broker does
@@ -12,8 +13,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import aiokafka
+import faust
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from infra.settings import Settings
 
 SCHEME = "yekuo-kafka"
 
@@ -41,3 +45,28 @@ def register(fetch_max_wait_ms: int) -> str:
     _ConsumerThread.fetch_max_wait_ms = fetch_max_wait_ms
     TRANSPORTS[SCHEME] = f"{__name__}:Transport"
     return SCHEME
+
+
+def faust_app(name: str, bootstrap_servers: str, settings: Settings) -> faust.App:
+    """A faust app as the intake consumer and the projection workers run it (and the benchmarks' do-nothing
+    agents, so that they compare like with like): this transport; in-memory tables, since the state is
+    in PostgreSQL; no web server; the configured session, heartbeat and rebalance timeouts; topics made
+    by ``infra.kafka_admin``, never declared by faust; acks from every replica; logging left to
+    ``infra.log_setup``; faust's data directory under the state directory, not the working directory."""
+    datadir = settings.state_dir / "faust" / name
+    datadir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
+    return faust.App(
+        name,
+        broker=f"{register(settings.kafka_fetch_max_wait_ms)}://{bootstrap_servers}",
+        store="memory://",
+        datadir=str(datadir),
+        web_enabled=False,
+        broker_session_timeout=settings.kafka_session_timeout_ms / 1000,
+        broker_heartbeat_interval=settings.kafka_heartbeat_interval_ms / 1000,
+        broker_rebalance_timeout=settings.kafka_session_timeout_ms / 1000,
+        consumer_auto_offset_reset="earliest",
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        producer_acks=-1,
+        logging_config=None,
+    )

@@ -284,20 +284,7 @@ def build_worker(
             continue
         schema.recovered()
         break
-    app = faust.App(
-        group,
-        broker=f"{faust_transport.register(settings.kafka_fetch_max_wait_ms)}://{bootstrap_servers}",
-        store="memory://",
-        web_enabled=False,
-        broker_session_timeout=settings.kafka_session_timeout_ms / 1000,
-        broker_heartbeat_interval=settings.kafka_heartbeat_interval_ms / 1000,
-        broker_rebalance_timeout=settings.kafka_session_timeout_ms / 1000,
-        consumer_auto_offset_reset="earliest",
-        topic_allow_declare=False,
-        topic_disable_leader=True,
-        producer_acks=-1,
-        logging_config=None,
-    )
+    app = faust_transport.faust_app(group, bootstrap_servers, settings)
     source = app.topic(CASE_EVENTS_TOPIC, key_serializer="raw", value_serializer="raw")
     dead_letters = app.topic(CASE_EVENTS_DLQ_TOPIC, key_serializer="raw", value_serializer="raw")
     health = Health(settings.state_dir, f"worker-{group}-{os.getpid()}")
