@@ -6,22 +6,21 @@ import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from enum import Enum
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 import typer
+from eventsourcing import persistence
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from app.application import CaseApplication
 from app.bootstrap import build_case_application
+from consumers.backoff import TRANSIENT_DATABASE_ERRORS, Health, Outage, pg_connect
 from domain.calendar import DAY_SECONDS, SHANGHAI
 from domain.vocabulary import Department
 from infra.messages import CaseEventMessage
 from infra.settings import Settings
 from infra.stack import endpoints
-
-if TYPE_CHECKING:
-    from consumers.backoff import Health
 
 OUTSIDE_PARTIES = {
     "CUSTOMER": "客户",
@@ -93,8 +92,13 @@ def database_url() -> str:
 
 
 def open_application() -> CaseApplication:
-    """The case application on the configured (or local-stack) PostgreSQL."""
-    return build_case_application(Settings(), database_url())
+    """The case application on the configured (or local-stack) PostgreSQL.
+
+    One plain connection first: a refused connection fails at once (exit 3, ``cli.main``), where the
+    application's pool would retry for its whole 5 s connect timeout before giving up."""
+    url = database_url()
+    pg_connect(url).close()
+    return build_case_application(Settings(), url)
 
 
 def application_once_database_up(
@@ -109,10 +113,6 @@ def application_once_database_up(
     """The case application for a long-running process, which may start while PostgreSQL is down: it waits
     (one log line, not ready on ``health``) instead of exiting. With ``create_tables``, a concurrent
     creation by another process ("tuple concurrently updated") is retried too."""
-    from eventsourcing import persistence
-
-    from consumers.backoff import TRANSIENT_DATABASE_ERRORS, Outage
-
     retried: tuple[type[BaseException], ...] = TRANSIENT_DATABASE_ERRORS
     if create_tables:
         retried += (persistence.ProgrammingError, persistence.InternalError)
