@@ -94,11 +94,27 @@ class Intake:
         metadata = self.producer.send(INTAKE_TOPIC, key=key.encode(), value=value).get(timeout=30)
         return metadata.partition, metadata.offset
 
-    def send_commands(self, commands: list[Command]) -> None:
-        for command in commands:
-            envelope = envelope_for(command, source_for(command, SYSTEMS))
-            self.producer.send(INTAKE_TOPIC, key=command.case_number.encode(), value=envelope.to_bytes())
+    def send_commands(self, commands: list[Command]) -> dict[str, Any]:
+        """Publish each command's envelope, keyed by case number; message id → the record's metadata."""
+        futures = {
+            command.command_id: self.producer.send(
+                INTAKE_TOPIC,
+                key=command.case_number.encode(),
+                value=envelope_for(command, source_for(command, SYSTEMS)).to_bytes(),
+            )
+            for command in commands
+        }
         self.producer.flush()
+        return {message_id: future.get(timeout=30) for message_id, future in futures.items()}
+
+    def not_ready_for(self, dependency: str) -> Callable[[], bool]:
+        """Whether the intake reports itself not ready, waiting for ``dependency``."""
+
+        def check() -> bool:
+            found = intake_health(self.settings.state_dir)
+            return bool(found) and not found[0].ready and dependency in found[0].waiting_for
+
+        return check
 
 
 @pytest.fixture
@@ -144,6 +160,52 @@ class TopicReader:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def answers_to_re_sent(
+    results: TopicReader, re_sent: dict[str, Any], restarted_at: datetime
+) -> dict[str, list[dict[str, Any]]]:
+    """The results of messages re-sent after a broker restart (``re_sent``: message id → the record's
+    metadata): those at the message's position in the new log, decided after the restart. A batch taken
+    from the lost log may publish its outcomes, of the lost log's positions, after the restart too."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for result in results.poll():
+        sent = re_sent.get(result["message_id"])
+        if (
+            sent is not None
+            and (result["partition"], result["offset"]) == (sent.partition, sent.offset)
+            and datetime.fromisoformat(result["decided_at"]) >= restarted_at
+        ):
+            found.setdefault(result["message_id"], []).append(result)
+    return found
+
+
+def assert_the_same_intake_answered_each_re_sent_command_once(
+    intake: Intake,
+    process: subprocess.Popen[bytes],
+    commands: list[Command],
+    outcomes: dict[str, list[dict[str, Any]]],
+    every: dict[str, list[dict[str, Any]]],
+) -> None:
+    """After a broker restart: the intake is the same process and ready; each re-sent command has exactly
+    one answer (``outcomes``), accepted; and every result of a message id (``every``, including the late
+    ones of batches from the lost log) agrees."""
+    assert process.poll() is None
+    (health,) = intake_health(intake.settings.state_dir)
+    assert health.pid == process.pid and health.ready
+    assert set(outcomes) == {c.command_id for c in commands}
+    assert [seen for seen in outcomes.values() if len(seen) != 1] == []
+    for message_id, seen in every.items():
+        assert len({(r["outcome"], r["case_version"], tuple(r["event_types"])) for r in seen}) == 1, (
+            message_id
+        )
+    assert {seen[0]["outcome"] for seen in outcomes.values()} == {"ACCEPTED"}
+
+
+def interleaved(case_walks: list[list[Command]]) -> list[Command]:
+    """The cases' commands step by step across the cases, as many integrators send them at once."""
+    steps = max(len(walk) for walk in case_walks)
+    return [walk[step] for step in range(steps) for walk in case_walks if step < len(walk)]
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
@@ -490,8 +552,7 @@ def test_intake_rides_out_a_postgres_kill_9_without_committing_undecided_offsets
 ) -> None:
     intake, stack = private_intake
     case_walks = walks(20, "YK-PGK")
-    steps = max(len(w) for w in case_walks)
-    commands = [w[step] for step in range(steps) for w in case_walks if step < len(w)]  # interleaved
+    commands = interleaved(case_walks)
     before, during = commands[: len(commands) // 3], commands[len(commands) // 3 :]
     process = intake.start()
     results = TopicReader(intake.bootstrap, INTAKE_RESULTS_TOPIC)
@@ -506,25 +567,11 @@ def test_intake_rides_out_a_postgres_kill_9_without_committing_undecided_offsets
         postmaster = stack._postmaster_pid()
         assert postmaster is not None
         os.kill(postmaster, signal.SIGKILL)
-        sent = [
-            intake.producer.send(
-                INTAKE_TOPIC,
-                key=c.case_number.encode(),
-                value=envelope_for(c, source_for(c, SYSTEMS)).to_bytes(),
-            )
-            for c in during
-        ]
-        intake.producer.flush()
         first_during: dict[int, int] = {}
-        for future in sent:
-            metadata = future.get(timeout=30)
+        for metadata in intake.send_commands(during).values():
             first_during.setdefault(metadata.partition, metadata.offset)
 
-        def not_ready() -> bool:
-            found = intake_health(intake.settings.state_dir)
-            return bool(found) and not found[0].ready and "postgres" in found[0].waiting_for
-
-        wait_for(not_ready, "the intake reporting not ready")
+        wait_for(intake.not_ready_for("postgres"), "the intake reporting not ready")
         watched_until = time.monotonic() + 3.5  # longer than faust's 2.8 s commit interval
         while time.monotonic() < watched_until:  # an invariant watched over the outage, not a wait
             committed = committed_offsets(admin)
@@ -557,8 +604,7 @@ def test_intake_rides_out_a_broker_kill_9_and_answers_every_re_sent_command_once
 ) -> None:
     intake, stack = private_intake
     case_walks = walks(20, "YK-KBK")
-    steps = max(len(w) for w in case_walks)
-    commands = [w[step] for step in range(steps) for w in case_walks if step < len(w)]  # interleaved
+    commands = interleaved(case_walks)
     before = commands[: len(commands) // 3]
     process = intake.start()
     results = TopicReader(intake.bootstrap, INTAKE_RESULTS_TOPIC)
@@ -571,11 +617,7 @@ def test_intake_rides_out_a_broker_kill_9_and_answers_every_re_sent_command_once
         broker.send_signal(signal.SIGKILL)
         broker.wait(timeout=10)
 
-        def not_ready() -> bool:
-            found = intake_health(intake.settings.state_dir)
-            return bool(found) and not found[0].ready and "kafka" in found[0].waiting_for
-
-        wait_for(not_ready, "the intake reporting the broker outage")
+        wait_for(intake.not_ready_for("kafka"), "the intake reporting the broker outage")
         assert process.poll() is None
     finally:
         results.close()
@@ -588,46 +630,18 @@ def test_intake_rides_out_a_broker_kill_9_and_answers_every_re_sent_command_once
     intake.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)  # reconnected
     results = TopicReader(bootstrap, INTAKE_RESULTS_TOPIC)
     try:
-        futures = {  # the integrator re-sends all it cannot prove answered: the new broker holds nothing
-            c.command_id: intake.producer.send(
-                INTAKE_TOPIC,
-                key=c.case_number.encode(),
-                value=envelope_for(c, source_for(c, SYSTEMS)).to_bytes(),
-            )
-            for c in commands
-        }
-        intake.producer.flush()
-        re_sent = {message_id: future.get(timeout=30) for message_id, future in futures.items()}
+        # the integrator re-sends all it cannot prove answered: the new broker holds nothing
+        re_sent = intake.send_commands(commands)
 
-        def answers() -> dict[str, list[dict[str, Any]]]:
-            """The results of the re-sent messages: at their position in the new log, decided after the
-            restart (a batch taken from the lost log before it may publish its outcomes afterwards)."""
-            found: dict[str, list[dict[str, Any]]] = {}
-            for result in results.poll():
-                sent = re_sent.get(result["message_id"])
-                if (
-                    sent is not None
-                    and (result["partition"], result["offset"]) == (sent.partition, sent.offset)
-                    and datetime.fromisoformat(result["decided_at"]) >= restarted_at
-                ):
-                    found.setdefault(result["message_id"], []).append(result)
-            return found
-
-        wait_for(lambda: len(answers()) == len(commands), "an outcome for every re-sent command")
-        outcomes = answers()
+        wait_for(
+            lambda: len(answers_to_re_sent(results, re_sent, restarted_at)) == len(commands),
+            "an outcome for every re-sent command",
+        )
+        outcomes = answers_to_re_sent(results, re_sent, restarted_at)
         every = results_by_id(results)
     finally:
         results.close()
-    assert process.poll() is None
-    (health,) = intake_health(intake.settings.state_dir)
-    assert health.pid == process.pid and health.ready
-    assert set(outcomes) == {c.command_id for c in commands}
-    assert [seen for seen in outcomes.values() if len(seen) != 1] == []
-    for message_id, seen in every.items():  # late outcomes of the lost log's last batch agree
-        assert len({(r["outcome"], r["case_version"], tuple(r["event_types"])) for r in seen}) == 1, (
-            message_id
-        )
-    assert {seen[0]["outcome"] for seen in outcomes.values()} == {"ACCEPTED"}
+    assert_the_same_intake_answered_each_re_sent_command_once(intake, process, commands, outcomes, every)
     assert all(outcomes[c.command_id][0]["repeated"] for c in before)  # executed once, before the outage
     assert stored_events(intake.database_url) == direct_versions(case_walks)
     log_text = intake.log_of()
@@ -650,8 +664,7 @@ def test_intake_drops_a_batch_in_flight_from_a_lost_log_and_answers_every_re_sen
 ) -> None:
     intake, stack = private_intake
     case_walks = walks(20, "YK-KIF")
-    steps = max(len(w) for w in case_walks)
-    commands = [w[step] for step in range(steps) for w in case_walks if step < len(w)]  # interleaved
+    commands = interleaved(case_walks)
     before = commands[: len(commands) // 3]
     in_flight = commands[len(before) : len(before) + 40]
     process = intake.start()
@@ -666,18 +679,8 @@ def test_intake_drops_a_batch_in_flight_from_a_lost_log_and_answers_every_re_sen
     holder = psycopg.connect(intake.database_url)
     try:
         holder.execute("LOCK TABLE cases_events IN EXCLUSIVE MODE")
-        sent = [
-            intake.producer.send(
-                INTAKE_TOPIC,
-                key=c.case_number.encode(),
-                value=envelope_for(c, source_for(c, SYSTEMS)).to_bytes(),
-            )
-            for c in in_flight
-        ]
-        intake.producer.flush()
         lost = {  # where the in-flight commands are in the log the broker is about to lose
-            c.command_id: (m.partition, m.offset)
-            for c, m in zip(in_flight, (f.get(timeout=30) for f in sent), strict=True)
+            message_id: (m.partition, m.offset) for message_id, m in intake.send_commands(in_flight).items()
         }
         wait_for(lambda: saves_waiting_for(intake.database_url) > 0, "a batch held in its save")
         broker = stack._tansu_process()
@@ -686,11 +689,7 @@ def test_intake_drops_a_batch_in_flight_from_a_lost_log_and_answers_every_re_sen
         broker.wait(timeout=10)
         intake.producer.close()  # nothing pending: every send above was flushed to the broker that died
 
-        def not_ready() -> bool:
-            found = intake_health(intake.settings.state_dir)
-            return bool(found) and not found[0].ready and "kafka" in found[0].waiting_for
-
-        wait_for(not_ready, "the intake reporting the broker outage")
+        wait_for(intake.not_ready_for("kafka"), "the intake reporting the broker outage")
         restarted_at = datetime.now(UTC)
         bootstrap = stack.up(("kafka",)).kafka_bootstrap_servers  # the same port, empty: memory only
         assert bootstrap == intake.bootstrap
@@ -703,16 +702,7 @@ def test_intake_drops_a_batch_in_flight_from_a_lost_log_and_answers_every_re_sen
         # commands answered before the outage last. Each case's unanswered commands keep their order,
         # and no re-sent command lands where it was in the lost log: a batch of the lost log decided
         # after the restart cannot pass for an answer to a re-sent message.
-        futures = {
-            c.command_id: intake.producer.send(
-                INTAKE_TOPIC,
-                key=c.case_number.encode(),
-                value=envelope_for(c, source_for(c, SYSTEMS)).to_bytes(),
-            )
-            for c in commands[len(before) :] + before
-        }
-        intake.producer.flush()
-        re_sent = {message_id: future.get(timeout=30) for message_id, future in futures.items()}
+        re_sent = intake.send_commands(commands[len(before) :] + before)
         assert saves_waiting_for(intake.database_url) > 0, "the batch was not in flight any more"
         assert [m for m, at in lost.items() if (re_sent[m].partition, re_sent[m].offset) == at] == []
     finally:
@@ -720,36 +710,16 @@ def test_intake_drops_a_batch_in_flight_from_a_lost_log_and_answers_every_re_sen
         holder.close()
     results = TopicReader(bootstrap, INTAKE_RESULTS_TOPIC)
     try:
-
-        def answers() -> dict[str, list[dict[str, Any]]]:
-            """The results of the re-sent messages: at their position in the new log, decided after the
-            restart (the batches of the lost log publish their outcomes of the lost log's positions)."""
-            found: dict[str, list[dict[str, Any]]] = {}
-            for result in results.poll():
-                sent = re_sent.get(result["message_id"])
-                if (
-                    sent is not None
-                    and (result["partition"], result["offset"]) == (sent.partition, sent.offset)
-                    and datetime.fromisoformat(result["decided_at"]) >= restarted_at
-                ):
-                    found.setdefault(result["message_id"], []).append(result)
-            return found
-
-        wait_for(lambda: len(answers()) == len(commands), "an outcome for every re-sent command", 60)
-        outcomes = answers()
+        wait_for(
+            lambda: len(answers_to_re_sent(results, re_sent, restarted_at)) == len(commands),
+            "an outcome for every re-sent command",
+            60,
+        )
+        outcomes = answers_to_re_sent(results, re_sent, restarted_at)
         every = results_by_id(results)
     finally:
         results.close()
-    assert process.poll() is None
-    (health,) = intake_health(intake.settings.state_dir)
-    assert health.pid == process.pid and health.ready
-    assert set(outcomes) == {c.command_id for c in commands}
-    assert [seen for seen in outcomes.values() if len(seen) != 1] == []
-    for message_id, seen in every.items():  # the held batch's outcomes agree with the re-sent ones'
-        assert len({(r["outcome"], r["case_version"], tuple(r["event_types"])) for r in seen}) == 1, (
-            message_id
-        )
-    assert {seen[0]["outcome"] for seen in outcomes.values()} == {"ACCEPTED"}
+    assert_the_same_intake_answered_each_re_sent_command_once(intake, process, commands, outcomes, every)
     assert all(outcomes[c.command_id][0]["repeated"] for c in before)
     assert any(outcomes[c.command_id][0]["repeated"] for c in in_flight)  # executed while held
     assert stored_events(intake.database_url) == direct_versions(case_walks)
