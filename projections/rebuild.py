@@ -8,8 +8,8 @@
    A projection that can replay whole histories more cheaply than event by event offers ``replaying()``:
    a stand-in with the same tables that defers work, and ``settle(case_id, rows)`` to finish a case's
    rows before they are written (the SLA projection evaluates each clock once instead of after every
-   event of its case). It must give the rows ``apply`` gives; ``tests/integration/test_replay_path.py``
-   compares both.
+   event of its case; the progress projection estimates the expected completion once). It must give
+   the rows ``apply`` gives; ``tests/integration/test_replay_path.py`` compares both.
 3. Parked events (``parked_events``) that the rebuilt rows already contain are discarded in the swap.
 4. Live workers resume from their own Kafka positions: every event they apply after the swap is either
    newer than the rebuild (applied) or already in it (skipped by its case version).
