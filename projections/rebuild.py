@@ -299,19 +299,31 @@ def _apply(
     progress: Progress | None = None,
     of: int = 0,
 ) -> int:
+    """Apply the batches to every projection's case states. Every projection's state of a case has seen
+    the same events (a rebuild applies each event to all of them; the caught-up cases' states are loaded
+    from shadow rows written together), so ``CaseState.check`` gives the same verdict for each: it is
+    taken once per event, from the first projection's state."""
     count = 0
+    held = [(projection, states[projection.name]) for projection in projections]
     for messages, _ in batches:
         for message in messages:
-            for projection in projections:
-                cases = states[projection.name]
-                state = cases.get(message.case_id)
+            case_id = message.case_id
+            case_states: list[CaseState] = []
+            for _projection, cases in held:
+                state = cases.get(case_id)
                 if state is None:
-                    state = cases[message.case_id] = CaseState()
-                verdict = state.apply(projection, message)
-                if verdict.outcome in (Outcome.GAP, Outcome.REJECTED):  # live processing would not apply it
+                    state = cases[case_id] = CaseState()
+                case_states.append(state)
+            verdict = case_states[0].check(message)
+            if verdict.outcome is Outcome.APPLIED:
+                for (projection, _cases), state in zip(held, case_states, strict=True):
+                    projection.apply(state.rows, message)
+                    state.advance(message)
+            elif verdict.outcome in (Outcome.GAP, Outcome.REJECTED):  # live processing would not apply it
+                for projection in projections:
                     log.warning("event not applied", projection=projection.name, reason=verdict.reason)
             if touched is not None:
-                touched.add(message.case_id)
+                touched.add(case_id)
         count += len(messages)
         if progress is not None:
             progress(count, of)
