@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
@@ -32,6 +33,7 @@ from psycopg.rows import tuple_row
 from pydantic import BaseModel
 
 from app.application import VALUE_TYPES, CaseApplication
+from app.bootstrap import build_case_application
 from domain.case import Case
 from domain.privacy import mask_personal_data
 from infra.messages import (
@@ -43,6 +45,7 @@ from infra.messages import (
     case_event_message_from_fields,
     event_id_for,
 )
+from infra.settings import Settings
 
 
 def _canonical_fields(stored: dict[str, Any]) -> dict[str, Any]:
@@ -278,6 +281,42 @@ class CaseEventLog:
             messages, position = self.read(position, min(batch, until - position), types)
             yield messages, position
 
+    def read_cases(
+        self, low: UUID | None, high: UUID | None, until: int, batch: int = 10_000
+    ) -> Iterator[list[CaseEventMessage]]:
+        """Batches of the case events at log positions up to ``until`` of the cases with ``low <= case_id
+        < high`` (None: unbounded), **case by case** and each case's in version order (the table's primary
+        key order, so a case's events are contiguous and a reader knows when one is complete): what a
+        parallel rebuild's worker applies. Per-case projections give the same rows as in log order."""
+        after: tuple[UUID, int] = (low or UUID(int=0), 0)
+        while True:
+            rows = self._select_cases(after, high, until, batch)
+            if not rows:
+                return
+            yield [
+                self._decode(position, case_id, version, topic, state)
+                for position, case_id, version, topic, state in rows
+                if topic.startswith(CASE_EVENT_TOPIC_PREFIX)
+            ]
+            after = (rows[-1][1], rows[-1][2])
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _select_cases(
+        self, after: tuple[UUID, int], high: UUID | None, until: int, limit: int
+    ) -> list[tuple[Any, ...]]:
+        recorder = self.app.recorder
+        bounded = "AND originator_id < %(high)s " if high is not None else ""
+        with recorder.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cursor:
+            cursor.execute(
+                f"SELECT notification_id, originator_id, originator_version, topic, state "
+                f"FROM {recorder.events_table_name} "
+                f"WHERE (originator_id, originator_version) > (%(case)s, %(version)s) {bounded}"
+                f"AND notification_id <= %(until)s "
+                f"ORDER BY originator_id, originator_version LIMIT %(limit)s",
+                {"case": after[0], "version": after[1], "high": high, "until": until, "limit": limit},
+            )
+            return cursor.fetchall()
+
     def history(self, case_id: UUID) -> list[CaseEventMessage]:
         """One case's events with their log positions."""
         recorder = self.app.recorder
@@ -357,3 +396,19 @@ class CaseEventLog:
         if len(self._case_numbers) > self.cache_size:
             self._case_numbers.popitem(last=False)
         return submitted
+
+
+@dataclass(frozen=True)
+class CaseRangeReader:
+    """``projections.rebuild.ReadCases`` for a parallel rebuild's worker processes (picklable): each call
+    builds its own case application on ``database_url`` and reads the range through the fast path."""
+
+    settings: Settings
+    database_url: str
+
+    def __call__(self, low: UUID | None, high: UUID | None, until: int) -> Iterator[list[CaseEventMessage]]:
+        app = build_case_application(self.settings, self.database_url, create_tables=False)
+        try:
+            yield from CaseEventLog(app).read_cases(low, high, until)
+        finally:
+            app.close()

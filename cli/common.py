@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import Enum
 from typing import NoReturn
@@ -132,21 +133,23 @@ def application_once_database_up(
 LogBatches = Iterable[tuple[list[CaseEventMessage], int]]
 
 
+_PROGRESS_COLUMNS = (
+    TextColumn("{task.description}"),
+    BarColumn(),
+    TextColumn("{task.percentage:>3.0f}%"),
+    TextColumn("{task.fields[events]:,} events · {task.fields[rate]:,.0f} events/s"),
+    TimeElapsedColumn(),
+    TextColumn("ETA 剩余"),
+    TimeRemainingColumn(),
+)
+
+
 def log_progress(
     description: str, head: int, batches: LogBatches
 ) -> Iterator[tuple[list[CaseEventMessage], int]]:
     """Pass ``(messages, position)`` batches of the log through, with a progress bar on stderr: log
     positions read of ``head``, events so far, events/s and the time left."""
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.fields[events]:,} events · {task.fields[rate]:,.0f} events/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA 剩余"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+    with Progress(*_PROGRESS_COLUMNS, console=Console(stderr=True), transient=False) as bar:
         task = bar.add_task(description, total=max(head, 1), events=0, rate=0.0)
         events = 0
         for batch in batches:
@@ -155,3 +158,23 @@ def log_progress(
             elapsed = bar.tasks[0].elapsed or 0.0
             bar.update(task, completed=position, events=events, rate=events / elapsed if elapsed else 0.0)
             yield batch
+
+
+@contextmanager
+def events_progress(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr fed by ``update(events, of)`` (``projections.rebuild.Progress``, from
+    any number of rebuild workers): events so far of ``of``, events/s and the time left."""
+    with Progress(*_PROGRESS_COLUMNS, console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task(description, total=1, events=0, rate=0.0)
+
+        def update(events: int, of: int) -> None:
+            elapsed = bar.tasks[0].elapsed or 0.0
+            bar.update(
+                task,
+                total=max(of, 1),
+                completed=min(events, of),
+                events=events,
+                rate=events / elapsed if elapsed else 0.0,
+            )
+
+        yield update

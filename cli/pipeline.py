@@ -13,15 +13,15 @@ from rich.console import Console
 from rich.table import Table
 
 from app.bootstrap import build_case_application
-from app.event_log import CaseEventLog
-from cli.common import application_once_database_up, log_progress
+from app.event_log import CaseEventLog, CaseRangeReader
+from cli.common import application_once_database_up, events_progress
 from consumers.status import pipeline_status
 from infra.intake_messages import intake_schema_documents
 from infra.messages import json_schema_documents
 from infra.settings import CASE_EVENTS_TOPIC, Settings
 from infra.stack import endpoints
 from projections import registry
-from projections.rebuild import rebuild
+from projections.rebuild import Workers, rebuild
 from projections.store import create_schema, replace_cases
 
 console = Console(width=max(Console().width, 140))
@@ -146,7 +146,16 @@ def _print_readiness(settings: Settings) -> None:
 
 
 @projections_app.command("rebuild")
-def rebuild_command(names: list[str] = typer.Argument(None, help="Projections (default: all).")) -> None:
+def rebuild_command(
+    names: list[str] = typer.Argument(None, help="Projections (default: all)."),
+    jobs: int = typer.Option(
+        0,
+        "--jobs",
+        "-j",
+        min=0,
+        help="Worker processes over case ranges (0: one per core, at most 4; 1: serial in this process).",
+    ),
+) -> None:
     """重建 Rebuild read models from the event store into shadow tables, swapped in atomically."""
     settings = Settings()
     ends = endpoints(settings, ("postgres",))
@@ -156,20 +165,19 @@ def rebuild_command(names: list[str] = typer.Argument(None, help="Projections (d
         raise typer.BadParameter(str(error.args[0])) from error
     app = build_case_application(settings, ends.database_url, create_tables=False)
     log = CaseEventLog(app)
+    workers = Workers(ends.database_url, CaseRangeReader(settings, ends.database_url), jobs=jobs)
     try:
-        with psycopg.connect(ends.database_url, autocommit=True) as conn:
-            report = rebuild(
-                conn,
-                chosen,
-                lambda after, until: log_progress("重建 rebuild", until, log.read_all(after, until)),
-                log.head,
-            )
+        with (
+            psycopg.connect(ends.database_url, autocommit=True) as conn,
+            events_progress(f"重建 rebuild ({workers.processes} jobs)") as progress,
+        ):
+            report = rebuild(conn, chosen, log.read_all, log.head, workers=workers, progress=progress)
     finally:
         app.close()
     console.print(
         f"rebuilt {', '.join(report.projections)}: {report.events} events, {report.cases} cases, "
         f"up to log position {report.position} in {report.seconds:.2f}s "
-        f"({report.events_per_second:,.0f} events/s)"
+        f"({report.events_per_second:,.0f} events/s, {workers.processes} jobs)"
     )
 
 

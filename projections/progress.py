@@ -89,7 +89,7 @@ class ProgressProjection:
     def apply(self, rows: CaseRows, event: CaseEventMessage) -> None:
         if event.type == "ApplicationSubmitted":
             rows[TABLE.name] = [_new_row(event)]
-            _estimate(self.config, rows[TABLE.name][0], event.occurred_at)
+            self._reestimate(rows[TABLE.name][0], event.occurred_at)
             return
         row = rows[TABLE.name][0]
         p = event.payload
@@ -100,7 +100,58 @@ class ProgressProjection:
         row["updated_at"] = event.recorded_at
         row["next_step"] = _next_step(row)
         if event.type in _REESTIMATE:
-            _estimate(self.config, row, event.occurred_at)
+            self._reestimate(row, event.occurred_at)
+
+    def _reestimate(self, row: Row, now: datetime) -> None:
+        _estimate(self.config, row, now)
+
+    def replaying(self) -> DeferredProgressProjection:
+        """This projection for a replay of whole histories (rebuild): the same rows, the expected
+        completion estimated once per case instead of after every event that can change it."""
+        return DeferredProgressProjection(self.config)
+
+
+_EstimateInputs = tuple[Any, Any, list[str], Any, Any, datetime]
+"""What ``_estimate`` reads of a row (status, energised_at, the open stages, category, route) and its
+instant."""
+
+
+class DeferredProgressProjection(ProgressProjection):
+    """``ProgressProjection`` with the estimate deferred until ``settle``. ``_estimate`` writes only the
+    two expected-completion columns, which nothing else reads, from the row's status, energising time,
+    open stages, category and route and the instant of the event: a later estimate overwrites an
+    earlier one completely. So it is enough to keep, per case, those inputs as they stood at the last
+    event that would have estimated, and estimate once from them (used by rebuilds; live workers
+    estimate after each such event)."""
+
+    def __init__(self, config: SlaConfig) -> None:
+        super().__init__(config)
+        self._due: dict[Any, _EstimateInputs] = {}
+        """case id → the inputs of the last estimate due"""
+
+    def _reestimate(self, row: Row, now: datetime) -> None:
+        stages = [s["stage"] for s in row["current_stages"]]
+        self._due[row["case_id"]] = (
+            row["status"], row["energised_at"], stages, row["category"], row["route"], now
+        )  # fmt: skip
+
+    def settle(self, case_id: Any, rows: CaseRows) -> None:
+        """Estimate the case's expected completion from the inputs of its last estimate due."""
+        due = self._due.pop(case_id, None)
+        if due is None:
+            return
+        status, energised_at, stages, category, route, now = due
+        inputs: Row = {
+            "status": status,
+            "energised_at": energised_at,
+            "current_stages": [{"stage": stage} for stage in stages],
+            "category": category,
+            "route": route,
+        }
+        _estimate(self.config, inputs, now)
+        row = rows[TABLE.name][0]
+        row["expected_completion"] = inputs["expected_completion"]
+        row["expected_completion_provisional"] = inputs["expected_completion_provisional"]
 
 
 _REESTIMATE = frozenset(

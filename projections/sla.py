@@ -95,6 +95,17 @@ VIEWS = (
 )
 
 
+class _Fixed:
+    """A configuration source that always gives the same configuration (picklable, unlike a closure: a
+    parallel rebuild sends the projections to its worker processes)."""
+
+    def __init__(self, config: SlaConfig) -> None:
+        self.config = config
+
+    def __call__(self, *, reload: bool = False) -> SlaConfig:
+        return self.config
+
+
 class SlaProjection:
     name = "sla"
     tables = (STATE, CLOCKS, CROSSINGS)
@@ -103,15 +114,7 @@ class SlaProjection:
     def __init__(self, config: SlaConfig | Callable[..., SlaConfig]) -> None:
         """``config``: fixed (rebuilds, what-if, tests), or a source such as ``infra.sla_config.sla_config``
         that follows the calendar store, so a live worker counts with a holiday notice once it is added."""
-        if isinstance(config, SlaConfig):
-            fixed = config
-
-            def config_source(*, reload: bool = False) -> SlaConfig:
-                return fixed
-
-            self._source: Callable[..., SlaConfig] = config_source
-        else:
-            self._source = config
+        self._source: Callable[..., SlaConfig] = _Fixed(config) if isinstance(config, SlaConfig) else config
 
     @property
     def config(self) -> SlaConfig:

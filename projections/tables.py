@@ -151,10 +151,14 @@ class CaseState:
         verdict = self.check(event)
         if verdict.outcome is Outcome.APPLIED:
             projection.apply(self.rows, event)
-            self.version = event.case_version
-            self.case_number = event.case_number
-            self.last_hash = event.hash
+            self.advance(event)
         return verdict
+
+    def advance(self, event: CaseEventMessage) -> None:
+        """Record ``event`` as the last one applied to the rows (after ``check`` said APPLIED)."""
+        self.version = event.case_version
+        self.case_number = event.case_number
+        self.last_hash = event.hash
 
 
 def versions_table(projection: Projection) -> Table:

@@ -5,9 +5,14 @@ builds each domain event object and ``case_event_message`` flattens it. The hist
 older releases and other writers left them: a v1 record that must be upcast, and times stored with a
 +08:00 offset.
 
-A rebuild also evaluates each SLA clock once per case (``SlaProjection.replaying``) instead of after every
-event as live workers do: on a history with running, paused, breached and answered-after-breach clocks it
-must give the rows of the event-by-event projection.
+A parallel rebuild (worker processes over case ranges, each reading its cases through the fast path and
+COPYing them in its own transaction, the catch-up and swap in the caller) must give the serial rebuild's
+rows, row for row, also when the log grows while the workers run.
+
+A rebuild also evaluates each SLA clock once per case (``SlaProjection.replaying``) and estimates each
+case's expected completion once (``ProgressProjection.replaying``) instead of after every event as live
+workers do: on a history with running, paused, breached and answered-after-breach clocks, cases finished
+and cases stopped mid-route, it must give the rows of the event-by-event projections.
 """
 
 from __future__ import annotations
@@ -25,16 +30,16 @@ import pytest
 
 from app.application import CaseApplication
 from app.bootstrap import build_case_application
-from app.event_log import CaseEventLog
+from app.event_log import CaseEventLog, CaseRangeReader
 from consumers.sla_clock import SlaClock
 from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
-from domain.commands import PauseClock, ReplySupplyPlan
+from domain.commands import PauseClock, ReplySupplyPlan, SubmitApplication
 from domain.sla import RELEVANT_EVENTS
 from infra.messages import CaseEventMessage
 from infra.settings import Settings
 from infra.sla_config import sla_config
 from projections import registry
-from projections.rebuild import rebuild
+from projections.rebuild import RebuildReport, Workers, rebuild
 from projections.sla_reports import compare
 from projections.tables import CaseRows, Projection, Table, all_tables
 
@@ -220,3 +225,73 @@ def test_a_rebuild_evaluating_each_clock_once_gives_the_rows_of_one_evaluation_p
     assert any(row[stopped] is None and "BREACH" in row[levels] for row in clocks.values())
     assert any(row[stopped] is not None and "BREACH" in row[levels] for row in clocks.values())
     assert deferred["sla_crossings"]
+
+
+def add_generated_cases(app: CaseApplication, count: int) -> None:
+    """``count`` more cases walked in memory along the demo routes and stored in bulk (as the benchmark's
+    histories are), so that many cases fall in every case range of a parallel rebuild."""
+    stored = []
+    for index in range(count):
+        category, fast_track = CATEGORIES_FOR_DEMO[index % len(CATEGORIES_FOR_DEMO)]
+        case = None
+        for command in sample_walk(
+            category, f"YK-GEN-{index:03d}", START + timedelta(hours=5 * index), fast_track=fast_track
+        ):
+            ctx = command.context(command.occurred_at)
+            if isinstance(command, SubmitApplication):
+                case = command.create(ctx)
+            else:
+                command.execute(case, ctx)
+        assert case is not None
+        stored.extend(app.mapper.to_stored_event(event) for event in case.collect_events())
+    app.recorder.insert_events(stored)
+
+
+def rebuild_and_read(
+    database_url: str, app: CaseApplication, **options: Any
+) -> tuple[RebuildReport, dict[str, list[tuple[Any, ...]]]]:
+    """Rebuild every read model and read back all their rows; ``first_head`` makes the rebuild start from
+    that log position, as if the rest arrived while it ran (the caller then catches up)."""
+    log = CaseEventLog(app)
+    first_head = options.pop("first_head", None)
+    heads = iter([first_head] if first_head is not None else [])
+
+    def head() -> int:
+        return next(heads, None) or log.head()
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        report = rebuild(conn, registry.select(), log.read_all, head, **options)
+        return report, {
+            t.name: sorted(conn.execute(f"SELECT * FROM {t.name}").fetchall(), key=repr)  # noqa: S608
+            for p in registry.select()
+            for t in all_tables(p)
+        }
+
+
+@pytest.mark.parametrize("history", ["app", "clocked_app"])
+def test_a_parallel_rebuild_over_case_ranges_gives_the_rows_of_the_serial_rebuild(
+    history: str, request: pytest.FixtureRequest, fresh_database_url: str
+) -> None:
+    application: CaseApplication = request.getfixturevalue(history)
+    add_generated_cases(application, 40)
+    head = CaseEventLog(application).head()
+    workers = Workers(
+        fresh_database_url,
+        CaseRangeReader(Settings(), fresh_database_url),
+        jobs=2,
+        tasks_per_job=3,
+        flush_cases=4,  # several COPY rounds per range, a case's events split across read pages
+    )
+
+    serial_report, serial = rebuild_and_read(fresh_database_url, application, workers=None)
+    parallel_report, parallel = rebuild_and_read(fresh_database_url, application, workers=workers)
+    caught_up_report, caught_up = rebuild_and_read(
+        fresh_database_url, application, workers=workers, first_head=head * 2 // 3
+    )
+
+    assert parallel == serial
+    assert caught_up == serial
+    assert serial["case_progress"] and serial["sla_clocks"] and serial["notifications"]
+    expected = (serial_report.events, serial_report.cases, serial_report.position)
+    assert (parallel_report.events, parallel_report.cases, parallel_report.position) == expected
+    assert (caught_up_report.events, caught_up_report.cases, caught_up_report.position) == expected
