@@ -602,11 +602,19 @@ def build_intake(
         it. Runs before faust resumes the streams.
         """
         committed = await app.consumer.seek_to_committed()
+        from_beginning = []
         for tp in app.consumer.assignment():
             if tp.topic != INTAKE_TOPIC or committed.get(tp):
                 continue
             app.consumer._committed_offset.pop(tp, None)  # the lost log's offset (see above)
             await app.consumer.seek(tp, 0)  # also clears faust's read offset of the lost log
+            from_beginning.append(tp.partition)
+        log.info(  # where each partition starts: what an operator needs when a partition seems stuck
+            "intake partitions assigned",
+            member=group_member(),
+            committed={tp.partition: offset for tp, offset in committed.items() if tp.topic == INTAKE_TOPIC},
+            from_beginning=sorted(from_beginning),
+        )
 
     @app.timer(interval=BROKER_PROBE_SECONDS)
     async def probe_broker() -> None:
