@@ -1,23 +1,37 @@
 """The faust app every Yekuo consumer runs (``faust_app``), on faust's Kafka transport with a configurable
-fetch wait.
+fetch wait and a consumer that reads again the records faust dropped in a rebalance.
 
 faust-streaming hard-codes ``fetch_max_wait_ms=1500`` for its consumers. Apache Kafka answers a waiting
 fetch as soon as data arrives, so the value only bounds idle polls there; the local Tansu broker does
 not wake waiting fetches and holds each one for the full wait, which alone added 0.4-0.7 s of end-to-end
 lag (measured in ../shared/STACK.md terms: p50 396 ms at 1500 ms, 28 ms at 100 ms). The worker registers
 this transport as ``yekuo-kafka://`` and sets the wait from ``YEKUO_KAFKA_FETCH_MAX_WAIT_MS``.
+
+faust-streaming (0.15) also loses records when a rebalance interrupts a fetch: a batch taken from
+aiokafka while the flow stops is dropped, and faust seeks back to the committed offsets, but aiokafka's
+``seek_to_committed`` moves only partitions that have one. A partition without a committed offset keeps
+the position after the dropped records, and they are never read. After a memory broker lost its data
+every partition is without one, and the intake once read none of the re-sent commands this way (the batch
+came back between faust's seek and its resuming the flow; docs/reliability.md). ``_Consumer`` seeks such
+a partition back to the first record of the dropped batch.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import AsyncIterator, Collection, Mapping
 from typing import Any, ClassVar
 
 import aiokafka
 import faust
+import structlog
+from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from infra.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 SCHEME = "yekuo-kafka"
 
@@ -31,9 +45,82 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
+def records_to_read_again(
+    fetched: Mapping[Any, tuple[int, int]],
+    handed_on: Mapping[Any, int],
+    interrupted: bool,
+    committed: Mapping[Any, int | None],
+    sought: Collection[Any],
+) -> dict[Any, int]:
+    """The partitions of a fetched batch to seek back, each to the batch's first offset.
+
+    ``fetched``: per partition, the batch's first offset and its number of records; ``handed_on``: how
+    many of them faust passed to the streams; ``interrupted``: the flow stopped by the end of the batch,
+    which may also have cancelled the handing on of the last record; ``committed``: faust's committed
+    offsets (None: none); ``sought``: partitions sought since the fetch (their new position wins). A
+    partition with a committed offset is left to faust, which seeks back to it."""
+    return {
+        tp: first
+        for tp, (first, count) in fetched.items()
+        if (interrupted or handed_on.get(tp, 0) < count) and committed.get(tp) is None and tp not in sought
+    }
+
+
 class _Consumer(faust_aiokafka.Consumer):
+    """faust's aiokafka consumer, with the fetch wait above, reading again the records of a batch faust
+    dropped (see the module's docstring) from partitions without a committed offset."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._seeks: Counter[Any] = Counter()  # per partition: a seek after a fetch supersedes its batch
+        self._fetched: tuple[dict[Any, int], dict[Any, tuple[int, int]]] | None = None
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _seek(self, partition: Any, offset: int) -> None:
+        self._seeks[partition] += 1
+        await super()._seek(partition, offset)
+
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
+        records, active_partitions = await super()._wait_next_records(timeout)
+        self._fetched = (
+            dict(self._seeks),
+            {tp: (batch[0].offset, len(batch)) for tp, batch in (records or {}).items() if batch},
+        )
+        return records, active_partitions
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+        """faust's ``getmany``; afterwards, a partition of the batch that was not handed on in full, or
+        whose handing on a stopped flow may have cancelled, is sought back to the batch's first record.
+        Only a partition without a committed offset (faust's own seek covers the others) and not sought
+        since the fetch (a newer position, such as the intake's seek to the beginning after a rejoin).
+        Records handed on before may come again, which the consumers make harmless: the intake answers
+        them from their receipts, the projection worker drops what it applied already."""
+        self._fetched = None
+        handed_on: Counter[Any] = Counter()
+        async for tp, message in super().getmany(timeout):
+            handed_on[tp] += 1
+            yield tp, message
+        if self._fetched is None:
+            return
+        seeks, fetched = self._fetched
+        sought = {tp for tp in fetched if self._seeks[tp] != seeks.get(tp, 0)}
+        again = records_to_read_again(
+            fetched, handed_on, not self.flow_active, self._committed_offset, sought
+        )
+        for tp, first in again.items():
+            try:
+                await self.seek(tp, first)
+            except IllegalStateError:  # no longer assigned: its new owner starts where the group says
+                continue
+            log.warning(
+                "faust dropped fetched records in a rebalance; reading them again",
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=first,
+                dropped=fetched[tp][1] - handed_on[tp],
+            )
 
 
 class Transport(faust_aiokafka.Transport):

@@ -30,6 +30,9 @@ def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
     for chatty in ("kafka", "aiokafka"):  # connection chatter at INFO
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
+    # but a consumer group's rebalances (revoked, joined with which member id and generation, assigned)
+    # are a few lines each and what an operator needs when a consumer seems stuck
+    logging.getLogger("aiokafka.consumer.group_coordinator").setLevel(logging.getLevelName(level.upper()))
     # psycopg's pool warns once per failed reconnect attempt; during an outage each process logs one line
     # of its own (consumers.backoff.Outage) and a one-shot command one error, so only its errors show.
     logging.getLogger("psycopg.pool").setLevel(max(logging.ERROR, logging.getLevelName(level.upper())))

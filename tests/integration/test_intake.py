@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -656,7 +655,7 @@ def saves_waiting_for(database_url: str, table: str = "cases_events") -> int:
     return int(row[0]) if row else 0
 
 
-def test_intake_drops_a_batch_in_flight_from_a_lost_log_and_takes_no_effect_twice(
+def test_intake_drops_a_batch_in_flight_from_a_lost_log_and_answers_every_re_sent_command_once(
     private_intake: tuple[Intake, LocalStack],
 ) -> None:
     intake, stack = private_intake
@@ -708,25 +707,23 @@ def test_intake_drops_a_batch_in_flight_from_a_lost_log_and_takes_no_effect_twic
 
     wait_for(lambda: "batch dropped, not acknowledged" in intake.log_of(), "the held batch dropped")
 
-    # Every re-sent command should now get one outcome. It does in most runs, but in some the intake
-    # reads nothing after this rejoin: faust never completes the rebalance (issue 15, docs/reliability.md
-    # "Known gap"). So the test waits a bounded time for the answers and checks what came in then: no
-    # answer twice, no result disagreeing with another for the same message, no refusal, no effect twice.
+    # Every re-sent command gets one outcome. (In about one run in six the rejoin's first fetch of the
+    # new log came back while faust was still resuming and was dropped, and nothing was read again until
+    # consumers/faust_transport.py sought such partitions back.)
     results = TopicReader(bootstrap, INTAKE_RESULTS_TOPIC)
     try:
-        with contextlib.suppress(AssertionError):
-            wait_for(
-                lambda: len(answers_to_re_sent(results, re_sent, restarted_at)) == len(commands),
-                "an outcome for every re-sent command",
-                30,
-            )
+        wait_for(
+            lambda: len(answers_to_re_sent(results, re_sent, restarted_at)) == len(commands),
+            "an outcome for every re-sent command",
+        )
         outcomes = answers_to_re_sent(results, re_sent, restarted_at)
         every = results_by_id(results)
     finally:
         results.close()
     assert process.poll() is None
+    assert set(outcomes) == {c.command_id for c in commands}
     assert_no_answer_twice_and_no_disagreement(outcomes, every)
-    assert all(outcomes[c.command_id][0]["repeated"] for c in before if c.command_id in outcomes)
+    assert all(outcomes[c.command_id][0]["repeated"] for c in before)
     stored, direct = stored_events(intake.database_url), direct_versions(case_walks)
     assert all(stored[case_id] <= direct[case_id] for case_id in stored)  # no command took effect twice
     log_text = intake.log_of()
