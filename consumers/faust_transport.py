@@ -10,7 +10,8 @@ this transport as ``yekuo-kafka://`` and sets the wait from ``YEKUO_KAFKA_FETCH_
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, cast
 
 import aiokafka
 import faust
@@ -70,3 +71,18 @@ def faust_app(name: str, bootstrap_servers: str, settings: Settings) -> faust.Ap
         producer_acks=-1,
         logging_config=None,
     )
+
+
+TimerFun = Callable[[], Awaitable[None]]
+
+
+def timer(app: faust.App, interval: float) -> Callable[[TimerFun], TimerFun]:
+    """``@app.timer(interval=interval)``, typed: faust hides ``App.timer`` from type checkers
+    (``@no_type_check``), which would leave every function it decorates untyped."""
+    return cast(Callable[[TimerFun], TimerFun], app.timer(interval=interval))
+
+
+def consumer(app: faust.App) -> faust_aiokafka.Consumer:
+    """``app.consumer`` as what this transport makes: faust types it as the abstract ``ConsumerT``, which
+    lacks the concrete consumer's ``seek_to_committed``, ``_committed_offset`` and ``_thread``."""
+    return cast(faust_aiokafka.Consumer, app.consumer)  # our Transport's Consumer subclasses it
