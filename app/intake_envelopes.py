@@ -11,6 +11,7 @@ import dataclasses
 from app.command_payloads import ENVELOPE_FIELDS, payload_model
 from domain.commands import Command
 from infra.intake_messages import IntakeEnvelope
+from infra.messages import ActorModel
 from infra.source_systems import SourceSystems
 
 
@@ -27,7 +28,7 @@ def envelope_for(command: Command, source_system: str, *, message_id: str | None
         schema_version=1,
         occurred_at=command.occurred_at,
         source_system=source_system,
-        actor={"person_id": actor.person_id, "name": actor.name, "department": actor.department},
+        actor=ActorModel(person_id=actor.person_id, name=actor.name, department=actor.department),
         case_number=command.case_number,
         payload=payload,
         reason=command.reason,

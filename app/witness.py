@@ -76,8 +76,8 @@ def check_all(app: CaseApplication) -> list[CaseIntegrity]:
     witnessed = _witnessed(app)
     numbers = {case_id: number for case_id, (number, _) in witnessed.items()}
     recorder = app.recorder
-    with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:  # type: ignore[attr-defined]
-        table = recorder.events_table_name  # type: ignore[attr-defined]
+    with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+        table = recorder.events_table_name
         cursor.execute(
             f"SELECT originator_id, state FROM {table} "  # noqa: S608 — our table name
             "WHERE originator_version = 1 AND topic LIKE %s",
@@ -107,7 +107,7 @@ def _check(app: CaseApplication, case_id: UUID, case_number: str, witness: Head 
 
 def _witnessed(app: CaseApplication, case_id: UUID | None = None) -> dict[UUID, tuple[str, Head]]:
     """The witness's heads (of one case, or all); empty when no relay has run yet."""
-    with app.recorder.datastore.get_connection() as conn, conn.cursor() as cursor:  # type: ignore[attr-defined]
+    with app.recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
         cursor.execute("SELECT to_regclass('case_heads') IS NOT NULL AS present")
         row = cursor.fetchone()
         if not row or not row["present"]:

@@ -19,8 +19,8 @@ a partition back to the first record of the dropped batch.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Collection, Mapping
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from typing import Any, ClassVar, cast
 
 import aiokafka
 import faust
@@ -157,3 +157,18 @@ def faust_app(name: str, bootstrap_servers: str, settings: Settings) -> faust.Ap
         producer_acks=-1,
         logging_config=None,
     )
+
+
+TimerFun = Callable[[], Awaitable[None]]
+
+
+def timer(app: faust.App, interval: float) -> Callable[[TimerFun], TimerFun]:
+    """``@app.timer(interval=interval)``, typed: faust hides ``App.timer`` from type checkers
+    (``@no_type_check``), which would leave every function it decorates untyped."""
+    return cast(Callable[[TimerFun], TimerFun], app.timer(interval=interval))
+
+
+def consumer(app: faust.App) -> faust_aiokafka.Consumer:
+    """``app.consumer`` as what this transport makes: faust types it as the abstract ``ConsumerT``, which
+    lacks the concrete consumer's ``seek_to_committed``, ``_committed_offset`` and ``_thread``."""
+    return cast(faust_aiokafka.Consumer, app.consumer)  # our Transport's Consumer subclasses it

@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 import psycopg
@@ -86,7 +86,7 @@ BROKER_PROBE_SECONDS = 1.0
 """How often the intake asks the broker for its topics (its readiness for ``kafka``)."""
 SEND_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_BROKER_ERRORS, aiokafka_errors.KafkaError)
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     OperationalError,
     InterfaceError,
     psycopg.OperationalError,
@@ -536,9 +536,9 @@ def build_intake(
         session) and the next JoinGroup gives a new one. Neither faust nor aiokafka exposes it: faust's
         consumer thread holds the aiokafka consumer, whose group coordinator holds the id (private
         attributes, aiokafka 0.14 / faust-streaming 0.15; a str, read from another thread)."""
-        return str(app.consumer._thread._ensure_consumer()._coordinator.member_id)
+        return str(faust_transport.consumer(app)._thread._ensure_consumer()._coordinator.member_id)
 
-    def drop(events: Sequence[EventT]) -> None:
+    def drop(events: Sequence[EventT[bytes]]) -> None:
         """Let a batch go without acknowledging it: faust records and commits none of its offsets.
 
         ``take_events`` acknowledges a batch when the agent asks for the next one, through
@@ -551,7 +551,8 @@ def build_intake(
     @app.agent(source, name=f"{group}-commands")
     async def intake(stream: faust.StreamT[bytes]) -> None:
         loop = asyncio.get_running_loop()
-        async for events in stream.take_events(
+        # faust hands an agent a Stream; its StreamT interface lacks take_events
+        async for events in cast("faust.Stream[bytes]", stream).take_events(
             settings.intake_batch_size, within=settings.intake_batch_seconds
         ):
             member = group_member()
@@ -586,12 +587,12 @@ def build_intake(
                 dead_letters=processor.counters.dead_letters,
             )
 
-    @app.timer(interval=STALE_AFTER / 4)
+    @faust_transport.timer(app, interval=STALE_AFTER / 4)
     async def heartbeat() -> None:
         health.write()
 
     @app.on_rebalance_complete.connect
-    async def start_uncommitted_partitions_at_the_beginning(sender: Any, **_: Any) -> None:
+    async def start_uncommitted_partitions_at_the_beginning(sender: Any, /, *_: Any, **__: Any) -> None:
         """An assigned partition with no committed offset starts at its beginning.
 
         After a restart that lost the broker's data (a memory broker), the group rejoins, but faust and
@@ -601,12 +602,12 @@ def build_intake(
         the old position. faust also keeps the old log's committed offset and would not commit below
         it. Runs before faust resumes the streams.
         """
-        committed = await app.consumer.seek_to_committed()
+        committed = await faust_transport.consumer(app).seek_to_committed()
         from_beginning = []
         for tp in app.consumer.assignment():
             if tp.topic != INTAKE_TOPIC or committed.get(tp):
                 continue
-            app.consumer._committed_offset.pop(tp, None)  # the lost log's offset (see above)
+            faust_transport.consumer(app)._committed_offset.pop(tp, None)  # the lost log's offset (see above)
             await app.consumer.seek(tp, 0)  # also clears faust's read offset of the lost log
             from_beginning.append(tp.partition)
         log.info(  # where each partition starts: what an operator needs when a partition seems stuck
@@ -616,7 +617,7 @@ def build_intake(
             from_beginning=sorted(from_beginning),
         )
 
-    @app.timer(interval=BROKER_PROBE_SECONDS)
+    @faust_transport.timer(app, interval=BROKER_PROBE_SECONDS)
     async def probe_broker() -> None:
         await asyncio.get_running_loop().run_in_executor(probing, probe.check)
 

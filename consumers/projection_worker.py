@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 import psycopg
@@ -46,6 +46,19 @@ from projections.store import Delivered, Rejected, apply_batch, create_schema, t
 from projections.tables import Projection
 
 log = structlog.get_logger("yekuo.projection_worker")
+
+RETRIED_DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    *TRANSIENT_DATABASE_ERRORS,
+    psycopg.errors.LockNotAvailable,
+    psycopg.errors.ObjectNotInPrerequisiteState,
+    psycopg.errors.SerializationFailure,
+)
+"""What ``BatchApplier`` retries on fresh state: the database restarting, or a rebuild swapping the tables."""
+NOTIFIER_BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    *TRANSIENT_BROKER_ERRORS,
+    NotificationNotDeliveredError,
+)
+"""What a notifier timer waits out as a broker outage (dropping its producer)."""
 
 
 class BatchApplier:
@@ -118,12 +131,7 @@ class BatchApplier:
                 if conflicts > 3:
                     raise
                 time.sleep(0.2)
-            except (
-                *TRANSIENT_DATABASE_ERRORS,
-                psycopg.errors.LockNotAvailable,
-                psycopg.errors.ObjectNotInPrerequisiteState,
-                psycopg.errors.SerializationFailure,
-            ) as error:
+            except RETRIED_DATABASE_ERRORS as error:
                 # Database restarting, or a rebuild swapped the tables under us: retry on fresh state.
                 if self._conn is not None:
                     self._conn.close()
@@ -338,7 +346,8 @@ def build_worker(
     @app.agent(source, name=f"{group}-project")
     async def project(stream: faust.StreamT[bytes]) -> None:
         loop = asyncio.get_running_loop()
-        async for events in stream.take_events(
+        # faust hands an agent a Stream; its StreamT interface lacks take_events
+        async for events in cast("faust.Stream[bytes]", stream).take_events(
             settings.projection_batch_size, within=settings.projection_batch_seconds
         ):
             delivered: list[Delivered] = []
@@ -348,7 +357,10 @@ def build_worker(
                 item = decode(
                     m.value, m.topic, m.partition, m.offset, m.key, header(m.headers, INCARNATION_HEADER)
                 )
-                (delivered if isinstance(item, Delivered) else rejected).append(item)
+                if isinstance(item, Delivered):
+                    delivered.append(item)
+                else:
+                    rejected.append(item)
             admission = await loop.run_in_executor(executor, applier.admit, delivered, rejected)
             if admission.rewind:
                 await rewind(admission.rewind)
@@ -390,7 +402,7 @@ def build_worker(
             except TRANSIENT_DATABASE_ERRORS as error:
                 timer_database.failed(error)
                 return
-            except (*TRANSIENT_BROKER_ERRORS, NotificationNotDeliveredError) as error:
+            except NOTIFIER_BROKER_ERRORS as error:
                 notifier.drop_producer()
                 timer_broker.failed(error)
                 return
@@ -400,15 +412,15 @@ def build_worker(
             timer_database.recovered()
             timer_broker.recovered()
 
-        @app.timer(interval=settings.notification_dispatch_seconds)
+        @faust_transport.timer(app, interval=settings.notification_dispatch_seconds)
         async def dispatch() -> None:
             await asyncio.get_running_loop().run_in_executor(None, guarded, notifier.dispatch_pending)
 
-        @app.timer(interval=settings.notification_escalation_check_seconds)
+        @faust_transport.timer(app, interval=settings.notification_escalation_check_seconds)
         async def escalate() -> None:
             await asyncio.get_running_loop().run_in_executor(None, guarded, notifier.escalate_overdue)
 
-    @app.timer(interval=STALE_AFTER / 4)
+    @faust_transport.timer(app, interval=STALE_AFTER / 4)
     async def heartbeat() -> None:
         health.write()
 

@@ -119,7 +119,7 @@ class SlaClock:
         calendar = config.calendar
         with pg_connect(self.database_url, autocommit=True) as conn:
             rows = conn.execute(_COUNTED_UNDER_ANOTHER_CALENDAR, (calendar.version,)).fetchall()
-        commands = []
+        commands: list[ReviseSlaDeadline] = []
         for clock_id, case_number, stage, deadline, provisional, version, state in rows:
             if (clock_id, calendar.version) in self._checked or len(commands) >= self.batch:
                 continue

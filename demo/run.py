@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -224,7 +224,7 @@ def _through_intake(
 
 
 def _wait_for_read_models(
-    console: Console, database_url: str, finals: dict[UUID, int | None], worker: subprocess.Popen[bytes]
+    console: Console, database_url: str, finals: Mapping[UUID, int | None], worker: subprocess.Popen[bytes]
 ) -> None:
     """Until the progress read model holds every case's last version (the worker creates the tables)."""
     deadline = time.monotonic() + 180
@@ -234,7 +234,7 @@ def _wait_for_read_models(
                 console.print(f"the projection worker exited with {worker.returncode}")
                 raise typer.Exit(1)
             if table_exists(conn, "progress_versions"):
-                applied = dict(
+                applied: dict[UUID, int] = dict(
                     conn.execute(
                         "SELECT case_id, version FROM progress_versions WHERE case_id = ANY(%s)",
                         (list(finals),),

@@ -1,5 +1,5 @@
 """The tooling in pyproject.toml holds on the whole tree (STYLE.md §10): ruff's lint rules and format, and
-mypy strict on the pure model, the read side and the HTTP API.
+mypy strict on every backend package but the benchmarks (``bench/``; the tests are not type-checked).
 
 They run here so that the README test command (and CI) enforce them, not only an editor.
 """
@@ -21,7 +21,7 @@ BIN = Path(sys.executable).parent
     [
         ["ruff", "check", "--no-cache", "."],
         ["ruff", "format", "--check", "--no-cache", "."],
-        ["mypy", "domain", "projections", "api"],
+        ["mypy", "domain", "projections", "api", "app", "cli", "consumers", "infra", "demo"],
     ],
     ids=["ruff-check", "ruff-format", "mypy-strict"],
 )
