@@ -26,23 +26,18 @@ from typing import Any
 
 import psycopg
 import structlog
-from eventsourcing import persistence
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from consumers.backoff import PG_CONNECT_TIMEOUT, Health, Outage, pg_connect
+from infra.database_errors import DATABASE_UNREACHABLE
 
 log = structlog.get_logger(__name__)
 
 PROBE_SECONDS = 1.0
 """How often a healthy API checks that PostgreSQL answers: an outage is noticed within about this long."""
 
-CONNECTION_ERRORS: tuple[type[Exception], ...] = (
-    psycopg.OperationalError,  # includes psycopg_pool.PoolTimeout
-    psycopg.InterfaceError,
-    persistence.OperationalError,  # the event store's wrapping of the two above
-    persistence.InterfaceError,
-)
+CONNECTION_ERRORS = DATABASE_UNREACHABLE
 """Errors that mean the database cannot be reached (not that a query is wrong: those stay 500s)."""
 
 _PROBE_ERRORS: tuple[type[Exception], ...] = (psycopg.Error, *CONNECTION_ERRORS)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import psycopg
 import typer
-from eventsourcing import persistence
 
 from cli.api import api, token_app
 from cli.calendar import calendar_app
@@ -18,6 +16,7 @@ from cli.simulate import simulate
 from cli.sla import kpi, responsibility, sla_app, sla_clock, whatif
 from cli.stack import stack_app
 from demo.run import demo
+from infra.database_errors import DATABASE_UNREACHABLE
 from infra.log_setup import configure_logging
 from infra.settings import Settings
 
@@ -60,14 +59,6 @@ case_app.command()(escalated)
 app.command("auto-assign")(auto_assign)
 app.command()(simulate)
 
-
-DATABASE_UNREACHABLE = (
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-    persistence.OperationalError,
-    persistence.InterfaceError,
-)
-"""What a one-shot command gets when PostgreSQL cannot be reached (long-running processes ride it out)."""
 
 EXIT_DATABASE_UNREACHABLE = 3
 

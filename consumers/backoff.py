@@ -37,9 +37,10 @@ from typing import Any
 
 import psycopg
 import structlog
-from eventsourcing import persistence
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
+
+from infra.database_errors import DATABASE_UNREACHABLE
 
 log = structlog.get_logger("yekuo.backoff")
 
@@ -53,10 +54,7 @@ PG_STATEMENT_TIMEOUT_MS = 60_000
 """Longest statement the processes run; a statement hung on a dead server fails instead."""
 
 TRANSIENT_DATABASE_ERRORS: tuple[type[BaseException], ...] = (
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-    persistence.OperationalError,  # the event store's wrapping of the two above
-    persistence.InterfaceError,
+    *DATABASE_UNREACHABLE,
     psycopg.errors.UndefinedTable,  # a fresh stack: another process is still creating the tables
 )
 TRANSIENT_BROKER_ERRORS: tuple[type[BaseException], ...] = (KafkaError, ConnectionError, TimeoutError)
