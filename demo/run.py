@@ -29,6 +29,7 @@ from app.bootstrap import build_case_application
 from app.intake_envelopes import envelope_for, source_for
 from cli.api import token_key
 from cli.case import history_table
+from consumers.auto_assign import AutoAssigner
 from consumers.relay import Relay
 from consumers.sla_clock import SlaClock
 from consumers.status import consumer_lag
@@ -322,7 +323,8 @@ def _serve_dashboard(
     worker: subprocess.Popen[bytes],
 ) -> None:
     """``--keep-running``: add the dashboard's open and earlier cases, serve the API with the dashboard and
-    let the SLA clock tick (the relay and worker keep running) until Ctrl-C or SIGTERM."""
+    let the SLA clock tick and the auto-assigner (自动派工, infra/data/dispatch.json) assign (the relay and
+    worker keep running) until Ctrl-C or SIGTERM."""
     register_parties(app)
     cases = [commands for commands in open_and_earlier_cases(datetime.now(UTC)) if commands]
     for outcome in load(app, cases):
@@ -344,12 +346,19 @@ def _serve_dashboard(
     sla = threading.Thread(
         target=SlaClock(app, database_url).run, args=(stop, settings.sla_tick_seconds), name="sla-clock"
     )
+    assigner = threading.Thread(
+        target=AutoAssigner(app, database_url, dispatch_file=settings.dispatch_file).run,
+        args=(stop, settings.auto_assign_tick_seconds),
+        name="auto-assign",
+    )
     sla.start()
+    assigner.start()
     console.print(
         f"\n驾驶舱 Dashboard: {base}/dashboard/overview?token={token}\n"
         f"经理令牌 Manager token (24 h): {token}\n"
-        f"{len(cases)} more cases loaded for it; the SLA clock ticks every {settings.sla_tick_seconds:g} s. "
-        "Ctrl-C stops the API, relay, worker and SLA clock; the servers stay up (`yekuo stack down`).",
+        f"{len(cases)} more cases loaded for it; the SLA clock ticks every {settings.sla_tick_seconds:g} s, "
+        f"the auto-assigner every {settings.auto_assign_tick_seconds:g} s. Ctrl-C stops the API, relay, "
+        "worker, SLA clock and auto-assigner; the servers stay up (`yekuo stack down`).",
         soft_wrap=True,
         highlight=False,
     )
@@ -363,4 +372,5 @@ def _serve_dashboard(
     finally:
         stop.set()
         sla.join(timeout=30)
+        assigner.join(timeout=30)
         stop_api(process)
