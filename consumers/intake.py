@@ -39,10 +39,8 @@ from datetime import datetime
 from typing import Any, cast
 
 import faust
-import psycopg
 import structlog
 from aiokafka import errors as aiokafka_errors
-from eventsourcing.persistence import InterfaceError, OperationalError
 from faust.types import EventT
 from kafka import KafkaAdminClient
 from pydantic import ValidationError
@@ -63,6 +61,7 @@ from consumers.backoff import (
 )
 from domain.commands import Command
 from domain.vocabulary import Actor
+from infra.database_errors import DATABASE_UNREACHABLE
 from infra.intake_messages import (
     IntakeDeadLetter,
     IntakeEnvelope,
@@ -86,12 +85,8 @@ BROKER_PROBE_SECONDS = 1.0
 """How often the intake asks the broker for its topics (its readiness for ``kafka``)."""
 SEND_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_BROKER_ERRORS, aiokafka_errors.KafkaError)
 
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
-    OperationalError,
-    InterfaceError,
-    psycopg.OperationalError,
-    ConcurrentUpdateError,
-)
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (*DATABASE_UNREACHABLE, ConcurrentUpdateError)
+"""What a batch backs off from and tries again: the database unreachable, or a case that kept changing."""
 
 
 @dataclass(frozen=True)
