@@ -14,6 +14,12 @@ the position after the dropped records, and they are never read. After a memory 
 every partition is without one, and the intake once read none of the re-sent commands this way (the batch
 came back between faust's seek and its resuming the flow; docs/reliability.md). ``_Consumer`` seeks such
 a partition back to the first record of the dropped batch.
+
+aiokafka (0.14) can hold a metadata update for ``metadata_max_age_ms`` (5 minutes): when the topics it
+tracks change while a periodic refresh is in flight, its synchronizer goes round again but waits for a
+wake-up nobody sends. A group leader changes them just before it computes the assignment and waits for
+that update, so a rejoin could stall for minutes. ``wake_metadata_synchronizer`` makes every update
+request wake it; the transport applies it to every consumer and producer client.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any, ClassVar, cast
 import aiokafka
 import faust
 import structlog
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -36,12 +43,32 @@ log = structlog.get_logger(__name__)
 SCHEME = "yekuo-kafka"
 
 
+def wake_metadata_synchronizer(client: AIOKafkaClient) -> None:
+    """Make every metadata update request of ``client`` wake its synchronizer task.
+
+    aiokafka wakes the task only when no update is in flight. When the tracked topics changed during an
+    update, the task goes round again but waits for a wake-up or ``metadata_max_age_ms``. So an update
+    the age had started (no wake-up pending) and a topic change overtook kept every waiter waiting for
+    the whole age: a group leader about to assign partitions, a producer's first send to a topic. A
+    wake-up while an update is in flight is otherwise harmless: the task replaces the waiter once the
+    update stands."""
+    request_update: Callable[[], Awaitable[bool]] = client.force_metadata_update
+
+    def force_metadata_update() -> Awaitable[bool]:
+        if not client._md_update_waiter.done():
+            client._md_update_waiter.set_result(None)
+        return request_update()
+
+    client.force_metadata_update = force_metadata_update
+
+
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     fetch_max_wait_ms: ClassVar[int] = 100
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = self.fetch_max_wait_ms  # read when the consumer starts
+        wake_metadata_synchronizer(consumer._client)
         return consumer
 
 
@@ -123,8 +150,16 @@ class _Consumer(faust_aiokafka.Consumer):
             )
 
 
+class _Producer(faust_aiokafka.Producer):
+    def _new_producer(self, transactional_id: str | None = None) -> aiokafka.AIOKafkaProducer:
+        producer = super()._new_producer(transactional_id)
+        wake_metadata_synchronizer(producer.client)
+        return producer
+
+
 class Transport(faust_aiokafka.Transport):
     Consumer = _Consumer
+    Producer = _Producer
 
 
 def register(fetch_max_wait_ms: int) -> str:
@@ -137,9 +172,12 @@ def register(fetch_max_wait_ms: int) -> str:
 def faust_app(name: str, bootstrap_servers: str, settings: Settings) -> faust.App:
     """A faust app as the intake consumer and the projection workers run it (and the benchmarks' do-nothing
     agents, so that they compare like with like): this transport; in-memory tables, since the state is
-    in PostgreSQL; no web server; the configured session, heartbeat and rebalance timeouts; topics made
-    by ``infra.kafka_admin``, never declared by faust; acks from every replica; logging left to
-    ``infra.log_setup``; faust's data directory under the state directory, not the working directory."""
+    in PostgreSQL; no web server; the configured session, heartbeat and rebalance timeouts; consumer
+    requests bounded by the configured request timeout (faust's 90 s default lets one unanswered request,
+    such as a rejoin's SyncGroup, hold the group that long; faust wants it no shorter than the session
+    timeout); topics made by ``infra.kafka_admin``, never declared by faust; acks from every replica;
+    logging left to ``infra.log_setup``; faust's data directory under the state directory, not the
+    working directory."""
     datadir = settings.state_dir / "faust" / name
     datadir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
     return faust.App(
@@ -151,6 +189,8 @@ def faust_app(name: str, bootstrap_servers: str, settings: Settings) -> faust.Ap
         broker_session_timeout=settings.kafka_session_timeout_ms / 1000,
         broker_heartbeat_interval=settings.kafka_heartbeat_interval_ms / 1000,
         broker_rebalance_timeout=settings.kafka_session_timeout_ms / 1000,
+        broker_request_timeout=max(settings.kafka_request_timeout_ms, settings.kafka_session_timeout_ms)
+        / 1000,
         consumer_auto_offset_reset="earliest",
         topic_allow_declare=False,
         topic_disable_leader=True,

@@ -60,7 +60,9 @@ class Settings(BaseSettings):
         description="Longest a consumer's fetch waits for data (Tansu never cuts it short).",
     )
     kafka_request_timeout_ms: int = Field(
-        default=15_000, ge=1000, description="Longest a producer waits for the broker to acknowledge a send."
+        default=15_000,
+        ge=1000,
+        description="Longest a client waits for the broker to answer a request (sends, faust's fetches).",
     )
 
     # event store
