@@ -242,14 +242,25 @@ class CaseApplication(Application[UUID]):
 
     def _save_decided(self, cases: list[Case], receipt_events: Sequence[CanMutateAggregate[UUID]]) -> None:
         """``Application.save`` without its per-object runtime Protocol checks (a tenth of a command's CPU):
-        we know exactly what we save — cases (cached after saving) and receipt events (not cached)."""
+        we know exactly what we save — cases (cached after saving) and receipt events (not cached).
+
+        A case whose new events reach a multiple of the snapshot interval is snapshotted as it stands in
+        memory once saved, at its new version. (eventsourcing reads the case back from the store and
+        replays it to the exact multiple: a database round trip and a replay, 7 % of the commands' time.)
+        The saved case is the state the store holds at that version, which the cache relies on as well."""
         processing = ProcessingEvent[UUID]()
+        interval = self.snapshotting_intervals.get(Case) if self.snapshots else None
+        due: list[Case] = []
         for case in cases:
-            processing.events.extend(case.collect_events())
+            events = case.collect_events()
+            if interval and any(event.originator_version % interval == 0 for event in events):
+                due.append(case)
+            processing.events.extend(events)
             processing.aggregates[case.id] = case
         processing.events.extend(receipt_events)
         self._record(processing)
-        self._take_snapshots(processing)
+        if self.snapshots is not None and due:
+            self.snapshots.put([Case.Snapshot.take(case) for case in due])
 
     def _execute_capturing(self, command: Command) -> CommandOutcome | Exception:
         try:

@@ -7,6 +7,7 @@ idempotent. ``execute`` applies it to the case; the application service loads, e
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ CASE_ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:yekuo:case")
 COMMAND_ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:yekuo:command")
 
 
+@functools.lru_cache(maxsize=65_536)  # several calls per command, for the same few cases
 def case_id_for(case_number: str) -> UUID:
     """Case numbers are unique because a case's id is derived from its number."""
     return uuid5(CASE_ID_NAMESPACE, case_number)
@@ -81,7 +83,7 @@ class Command:
 
     def fingerprint(self) -> str:
         """Hash of the command's content, to tell a repeat from a different command reusing an id."""
-        fields = canonical(dataclasses.asdict(self))
+        fields = canonical(self)  # the fields' canonical forms; not ``asdict``, which deep-copies them
         if fields.pop("occurred_at_defaulted"):
             del fields["occurred_at"]
         content = {"type": self.command_type, **fields}
@@ -243,8 +245,9 @@ class PartyCommand(Command):
         command id sent before the upgrade and repeated after it is still recognised as a repeat."""
         if self.party_id:
             return super().fingerprint()
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "party_id"}
-        content = {"type": self.command_type, **canonical(fields)}
+        fields = canonical(self)
+        del fields["party_id"]
+        content = {"type": self.command_type, **fields}
         encoded = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(encoded.encode()).hexdigest()
 
