@@ -33,6 +33,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.sql import SQL, Composed
 
 from domain.case import Case
 from domain.case_values import OpenStage, Pause
@@ -133,6 +134,15 @@ def postgres_env(database_url: str) -> dict[str, str]:
     }
 
 
+def _binary_parameters(statement: Composed) -> Composed:
+    """``statement`` with its parameters sent in binary. eventsourcing sends the events to store as an
+    array of a composite type in text, which psycopg quotes and escapes with regular expressions byte by
+    byte (every event's JSON state included): 6 % of a command's time. The binary form copies them."""
+    return Composed(
+        [SQL(part.as_string().replace("%s", "%b")) if isinstance(part, SQL) else part for part in statement]
+    )
+
+
 class CaseApplication(Application[UUID]):
     """Use cases on 业扩 cases: execute commands, read a case, its history, and verify its hash chain."""
 
@@ -154,6 +164,9 @@ class CaseApplication(Application[UUID]):
         command_retries: int = 5,
     ) -> None:
         super().__init__(env)
+        self.recorder.sql_invoke_pg_function_insert_events = _binary_parameters(
+            self.recorder.sql_invoke_pg_function_insert_events
+        )
         self._clock = clock or (lambda: datetime.now(UTC))
         self._command_retries = command_retries
         self._case_locks = [threading.Lock() for _ in range(256)]
