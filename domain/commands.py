@@ -23,7 +23,7 @@ from domain.case_values import (
     SlaCrossing,
     check_command_text,
 )
-from domain.hashchain import canonical
+from domain.hashchain import canonical, field_names
 from domain.parties import PartyQualification
 from domain.vocabulary import Actor, Department, Stage
 
@@ -69,9 +69,9 @@ class Command:
 
     def context(self, recorded_at: datetime) -> CommandContext:
         """Provenance of this command; refuses text fields that are too long or hold control characters."""
-        for field in dataclasses.fields(self):
-            if field.name not in _BASE_FIELDS:
-                check_command_text(field.name, getattr(self, field.name))
+        for name in field_names(type(self)):
+            if name not in _BASE_FIELDS:
+                check_command_text(name, getattr(self, name))
         return CommandContext(
             actor=self.actor,
             occurred_at=self.occurred_at,

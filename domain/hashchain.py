@@ -25,6 +25,18 @@ NOT_HASHED_FIELDS = frozenset(
 """Event attributes that are either hashed separately (id, version, time) or are not content."""
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def field_names(dataclass_type: type) -> tuple[str, ...]:
+    """The field names of a dataclass, looked up once per class (``dataclasses.fields`` filters the
+    class's fields on every call)."""
+    names = _FIELD_NAMES.get(dataclass_type)
+    if names is None:
+        names = _FIELD_NAMES[dataclass_type] = tuple(f.name for f in dataclasses.fields(dataclass_type))
+    return names
+
+
 def canonical(value: Any) -> Any:
     """A JSON-ready form of ``value`` that is the same before storing and after loading."""
     kind = type(value)
@@ -42,8 +54,8 @@ def canonical(value: Any) -> Any:
         return str(value)
     if isinstance(value, Enum):
         return canonical(value.value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if hasattr(kind, "__dataclass_fields__"):  # a dataclass instance (a dataclass's own type is ``type``)
+        return {name: canonical(getattr(value, name)) for name in field_names(kind)}
     if isinstance(value, Mapping):
         return {str(key): canonical(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
