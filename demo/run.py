@@ -38,6 +38,7 @@ from demo.dashboard_data import load, open_and_earlier_cases, register_parties
 from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
 from domain.commands import Command
 from domain.vocabulary import Department, Stage
+from infra.dispatch_config import DispatchConfigError
 from infra.intake_messages import IntakeResult
 from infra.settings import INTAKE_RESULTS_TOPIC, INTAKE_TOPIC, Settings
 from infra.source_systems import load_source_systems
@@ -325,6 +326,11 @@ def _serve_dashboard(
     """``--keep-running``: add the dashboard's open and earlier cases, serve the API with the dashboard and
     let the SLA clock tick and the auto-assigner (自动派工, infra/data/dispatch.json) assign (the relay and
     worker keep running) until Ctrl-C or SIGTERM."""
+    try:
+        auto_assigner = AutoAssigner(app, database_url, dispatch_file=settings.dispatch_file)
+    except DispatchConfigError as error:
+        console.print(f"dashboard not served: {error}")
+        raise typer.Exit(2) from None
     register_parties(app)
     cases = [commands for commands in open_and_earlier_cases(datetime.now(UTC)) if commands]
     for outcome in load(app, cases):
@@ -347,7 +353,7 @@ def _serve_dashboard(
         target=SlaClock(app, database_url).run, args=(stop, settings.sla_tick_seconds), name="sla-clock"
     )
     assigner = threading.Thread(
-        target=AutoAssigner(app, database_url, dispatch_file=settings.dispatch_file).run,
+        target=auto_assigner.run,
         args=(stop, settings.auto_assign_tick_seconds),
         name="auto-assign",
     )
