@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,17 +81,27 @@ class BatchApplier:
         """What of a received batch to apply, by the positions stored with the read models (see ``admit``)."""
         return self._with_retry(lambda conn: admit(conn, self.group, delivered, rejected))  # type: ignore[no-any-return]
 
-    def apply(self, delivered: list[Delivered], rejected: list[Rejected]) -> list[Rejected]:
-        """Commit the batch; returns every dead letter it recorded (``rejected`` plus apply failures)."""
+    def apply(
+        self,
+        delivered: list[Delivered],
+        rejected: list[Rejected],
+        passed: Mapping[tuple[str, int], tuple[int, str]] | None = None,
+    ) -> list[Rejected]:
+        """Commit the batch (and the ``passed`` positions of ``Admission``); returns every dead letter it
+        recorded (``rejected`` plus apply failures)."""
         try:
             self._with_retry(
-                lambda conn: apply_batch(conn, self.projections, self.group, delivered, rejected)
+                lambda conn: apply_batch(
+                    conn, self.projections, self.group, delivered, rejected, passed=passed
+                )
             )
             return rejected
         except Exception as error:  # any failure that retrying cannot cure: find the event that causes it
             log.warning("batch failed; isolating the poison event", size=len(delivered), error=repr(error))
         failed = list(rejected)
-        self._with_retry(lambda conn: apply_batch(conn, self.projections, self.group, [], rejected))
+        self._with_retry(
+            lambda conn: apply_batch(conn, self.projections, self.group, [], rejected, passed=passed)
+        )
         for item in delivered:
             try:
                 self._with_retry(
@@ -151,28 +161,26 @@ class Admission:
     rejected: list[Rejected]
     rewind: dict[tuple[str, int], int]
     dropped: int
+    passed: dict[tuple[str, int], tuple[int, str]]
+    """Positions moved over other incarnations' records at the start of a new log, to store."""
+
+
+Position = tuple[int, str]
+"""A partition's stored position: the next offset to apply, and the relay incarnation whose log it is
+in ("": a log the current incarnation has not yet been seen in, or messages published by hand)."""
 
 
 def admit(
     conn: psycopg.Connection[Any], group: str, delivered: list[Delivered], rejected: list[Rejected]
 ) -> Admission:
-    """Keep only what continues each partition from the position stored with the read models.
-
-    The position is (next offset, relay incarnation) per partition, committed with the rows. A message
-    of another incarnation than the relay's current one comes from a log the broker lost: dropped (the
-    relay republishes its events). A message of the current incarnation is expected at the stored next
-    offset when the stored position is of that incarnation, else at offset 0 (the republished log starts
-    there). Below the expected offset: applied already, dropped. Above it: the consumer's position is
-    not ours (a broker restart reset it, or faust skipped offsets it had read in the lost log), so the
-    partition is rewound to the expected offset and the rest of it in this batch dropped.
-    Messages without an incarnation header (published by hand) match any position.
-    """
+    """Keep only what continues each partition from the position stored with the read models
+    (``admitted``, on the relay's current incarnations and the group's stored positions)."""
     current = (
         {row[0] for row in conn.execute("SELECT incarnation FROM relay_state")}
         if table_exists(conn, "relay_state")
         else set()
     )
-    stored: dict[tuple[str, int], tuple[int, str]] = {
+    stored: dict[tuple[str, int], Position] = {
         (topic, partition): (offset, incarnation)
         for topic, partition, offset, incarnation in conn.execute(
             "SELECT topic, partition, next_offset, incarnation FROM projection_offsets "
@@ -181,18 +189,46 @@ def admit(
         )
     }
     conn.rollback()
+    return admitted(current, stored, delivered, rejected)
+
+
+def admitted(
+    current: set[str],
+    stored: dict[tuple[str, int], Position],
+    delivered: list[Delivered],
+    rejected: list[Rejected],
+) -> Admission:
+    """The batch sorted by the stored positions.
+
+    A message of another incarnation than the relay's current ones comes from a log the broker lost, or
+    was published by the relay into the new log before it noticed the loss: never applied (the relay
+    republishes its events). A message of the current incarnation is expected at the stored next offset
+    when the stored position is of that incarnation, else at offset 0, the start of the new log. A
+    record of another incarnation found where the next one is expected (at that start: a relay batch
+    that straddled the broker's restart) is stepped over, so the partition is then expected after it;
+    otherwise a rewind would bring the same record back for ever. Below the expected offset:
+    applied already, dropped. Above it: the consumer's position is not ours (a broker restart reset it,
+    or faust skipped offsets it had read in the lost log), so the partition is rewound to the expected
+    offset and the rest of it in this batch dropped. Messages without an incarnation header (published
+    by hand) match any position.
+    """
     items: list[Delivered | Rejected] = sorted(
         [*delivered, *rejected], key=lambda i: (i.topic, i.partition, i.offset)
     )
+    stored = dict(stored)  # moved along the batch
     kept: set[int] = set()
     rewind: dict[tuple[str, int], int] = {}
+    passed: dict[tuple[str, int], Position] = {}
     for item in items:
         key = (item.topic, item.partition)
         if key in rewind:
             continue
-        if current and item.incarnation and item.incarnation not in current:
-            continue  # a lost log's message, published again by the relay
         offset, incarnation = stored.get(key, (0, item.incarnation))
+        if current and item.incarnation and item.incarnation not in current:
+            positioned = incarnation == "" or incarnation in current  # in the log the broker holds now
+            if item.offset == (offset if positioned else 0):  # next in it: step over
+                stored[key] = passed[key] = (item.offset + 1, incarnation if positioned else "")
+            continue
         expected = offset if "" in (incarnation, item.incarnation) or incarnation == item.incarnation else 0
         if item.offset < expected:
             continue
@@ -208,6 +244,7 @@ def admit(
         admitted_rejected,
         rewind,
         len(delivered) + len(rejected) - len(admitted_delivered) - len(admitted_rejected),
+        passed,
     )
 
 
@@ -365,9 +402,11 @@ def build_worker(
             if admission.rewind:
                 await rewind(admission.rewind)
             delivered, rejected = admission.delivered, admission.rejected
-            if not delivered and not rejected:
+            if not delivered and not rejected and not admission.passed:
                 continue
-            failed = await loop.run_in_executor(executor, applier.apply, delivered, rejected)
+            failed = await loop.run_in_executor(
+                executor, applier.apply, delivered, rejected, admission.passed
+            )
             for dead in failed:
                 log.warning(
                     "dead letter",

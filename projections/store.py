@@ -14,7 +14,7 @@ dead-lettered at once. A rebuild reads the gap-free log, so it applies the same 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -418,9 +418,11 @@ def apply_batch(
     rejected: Sequence[Rejected] = (),
     *,
     gap_limit: timedelta = GAP_LIMIT,
+    passed: Mapping[tuple[str, int], tuple[int, str]] | None = None,
 ) -> int:
-    """One transaction: the events' effects, the consumed positions, the dead letters (``rejected``,
-    events contradicting their case, and parked events whose gap outlasted ``gap_limit``)."""
+    """One transaction: the events' effects, the consumed positions (and positions ``passed`` without
+    applying anything), the dead letters (``rejected``, events contradicting their case, and parked
+    events whose gap outlasted ``gap_limit``)."""
     with conn.transaction():
         applied, inconsistent = apply_delivered(conn, projections, consumer_group, delivered)
         expired = expire_parked(conn, consumer_group, gap_limit)
@@ -433,7 +435,7 @@ def apply_batch(
                 case_id=dead.key,
                 reason=dead.reason,
             )
-        positions: dict[tuple[str, int], tuple[int, str]] = {}
+        positions: dict[tuple[str, int], tuple[int, str]] = dict(passed or {})
         consumed: list[Delivered | Rejected] = [*delivered, *rejected]
         for item in consumed:
             key = (item.topic, item.partition)
