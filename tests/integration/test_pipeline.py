@@ -34,6 +34,8 @@ from consumers.notifier import DISPATCH_BATCH
 from consumers.relay import Relay
 from consumers.sla_clock import SlaClock
 from demo.samples import CATEGORIES_FOR_DEMO, sample_walk
+from infra.kafka_admin import ensure_yekuo_topics
+from infra.messages import INCARNATION_HEADER
 from infra.settings import CASE_EVENTS_DLQ_TOPIC, CASE_EVENTS_TOPIC, NOTIFICATIONS_TOPIC, Settings
 from infra.stack import LocalStack
 from projections import registry
@@ -422,6 +424,47 @@ def test_the_relay_republishes_after_the_broker_lost_its_data(pipeline: Pipeline
     state = relay.state()
     assert lost is not None and state is not None
     assert state.incarnation != lost.incarnation
+    assert_live_rows_equal_a_rebuild(pipeline)
+
+
+def test_a_republished_log_behind_a_batch_of_the_lost_incarnation_is_applied(pipeline: Pipeline) -> None:
+    """The relay's batch in flight when the broker restarted lands in the new log under the old
+    incarnation; the republished log starts after it. The worker steps over that prefix instead of
+    rewinding to offset 0 for ever (it once stopped short so: tests/unit/test_admission.py)."""
+    finals = pipeline.walk(3, "YK-BP")
+    relay = pipeline.relay()
+    relay_until_idle(relay)
+    pipeline.start("worker", log_name="worker")
+    wait_for(caught_up(pipeline.database_url, finals), "the first cases")
+    lost = relay.state()
+    assert lost is not None
+
+    pipeline.stack.restart_kafka()  # a memory broker: topics, offsets and groups are gone
+    ensure_yekuo_topics(pipeline.bootstrap, pipeline.settings)
+    more = pipeline.walk(2, "YK-BP2")
+    in_flight, _ = relay.log.read(lost.position, 1000)  # the batch the relay was sending
+    producer = KafkaProducer(bootstrap_servers=pipeline.bootstrap, acks="all")
+    try:
+        for message in in_flight:
+            producer.send(
+                CASE_EVENTS_TOPIC,
+                key=str(message.case_id).encode(),
+                value=message.to_bytes(),
+                headers=[(INCARNATION_HEADER, lost.incarnation.encode())],
+            )
+        producer.flush()
+    finally:
+        producer.close()
+    stop = threading.Event()
+    runner = threading.Thread(target=relay.run, args=(stop,))
+    runner.start()
+    try:
+        wait_for(caught_up(pipeline.database_url, {**finals, **more}), "the cases after the broker restart")
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+    state = relay.state()
+    assert state is not None and state.incarnation != lost.incarnation
     assert_live_rows_equal_a_rebuild(pipeline)
 
 
