@@ -85,7 +85,7 @@ class BatchApplier:
         self,
         delivered: list[Delivered],
         rejected: list[Rejected],
-        passed: Mapping[tuple[str, int], tuple[int, str]] | None = None,
+        passed: Mapping[tuple[str, int], Position] | None = None,
     ) -> list[Rejected]:
         """Commit the batch (and the ``passed`` positions of ``Admission``); returns every dead letter it
         recorded (``rejected`` plus apply failures)."""
@@ -153,6 +153,11 @@ class BatchApplier:
             self._conn.close()
 
 
+Position = tuple[int, str]
+"""A partition's stored position: the next offset to apply, and the relay incarnation whose log it is
+in ("": a log the current incarnation has not yet been seen in, or messages published by hand)."""
+
+
 @dataclass
 class Admission:
     """A received batch sorted by the stored positions: what to apply, and partitions to read again."""
@@ -161,13 +166,8 @@ class Admission:
     rejected: list[Rejected]
     rewind: dict[tuple[str, int], int]
     dropped: int
-    passed: dict[tuple[str, int], tuple[int, str]]
-    """Positions moved over other incarnations' records at the start of a new log, to store."""
-
-
-Position = tuple[int, str]
-"""A partition's stored position: the next offset to apply, and the relay incarnation whose log it is
-in ("": a log the current incarnation has not yet been seen in, or messages published by hand)."""
+    passed: dict[tuple[str, int], Position]
+    """Positions moved over other incarnations' records without applying anything, to store."""
 
 
 def admit(
