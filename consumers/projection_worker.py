@@ -42,7 +42,7 @@ from consumers.backoff import (
 from consumers.notifier import NotificationNotDeliveredError, Notifier
 from infra.messages import INCARNATION_HEADER, CaseEventMessage, DeadLetter
 from infra.settings import CASE_EVENTS_DLQ_TOPIC, CASE_EVENTS_TOPIC, Settings
-from projections.store import Delivered, Rejected, apply_batch, create_schema, table_exists
+from projections.store import Delivered, Rejected, apply_batch, batch_positions, create_schema, table_exists
 from projections.tables import Projection
 
 log = structlog.get_logger("yekuo.projection_worker")
@@ -99,9 +99,6 @@ class BatchApplier:
         except Exception as error:  # any failure that retrying cannot cure: find the event that causes it
             log.warning("batch failed; isolating the poison event", size=len(delivered), error=repr(error))
         failed = list(rejected)
-        self._with_retry(
-            lambda conn: apply_batch(conn, self.projections, self.group, [], rejected, passed=passed)
-        )
         for item in delivered:
             try:
                 self._with_retry(
@@ -122,6 +119,11 @@ class BatchApplier:
                     lambda conn, p=poison: apply_batch(conn, self.projections, self.group, [], [p])
                 )
                 failed.append(poison)
+        # last, with the whole batch's end: each item above stored its own position
+        end = batch_positions([*delivered, *rejected], passed)
+        self._with_retry(
+            lambda conn: apply_batch(conn, self.projections, self.group, [], rejected, passed=end)
+        )
         return failed
 
     def _with_retry(self, work: Any) -> Any:

@@ -410,6 +410,18 @@ def _now(conn: psycopg.Connection[Any]) -> datetime:
     return row[0]  # type: ignore[no-any-return]
 
 
+def batch_positions(
+    consumed: Iterable[Delivered | Rejected], passed: Mapping[tuple[str, int], tuple[int, str]] | None = None
+) -> dict[tuple[str, int], tuple[int, str]]:
+    """Per partition, the position after the furthest of ``consumed`` and ``passed``."""
+    positions = dict(passed or {})
+    for item in consumed:
+        key = (item.topic, item.partition)
+        if key not in positions or positions[key][0] < item.offset + 1:
+            positions[key] = (item.offset + 1, item.incarnation)
+    return positions
+
+
 def apply_batch(
     conn: psycopg.Connection[Any],
     projections: Sequence[Projection],
@@ -435,12 +447,7 @@ def apply_batch(
                 case_id=dead.key,
                 reason=dead.reason,
             )
-        positions: dict[tuple[str, int], tuple[int, str]] = dict(passed or {})
-        consumed: list[Delivered | Rejected] = [*delivered, *rejected]
-        for item in consumed:
-            key = (item.topic, item.partition)
-            if key not in positions or positions[key][0] < item.offset + 1:
-                positions[key] = (item.offset + 1, item.incarnation)
+        positions = batch_positions([*delivered, *rejected], passed)
         with conn.cursor() as cursor:
             cursor.executemany(
                 "INSERT INTO projection_offsets (consumer_group, topic, partition, next_offset, incarnation) "
