@@ -180,6 +180,7 @@ def faust_app(name: str, bootstrap_servers: str, settings: Settings) -> faust.Ap
     working directory."""
     datadir = settings.state_dir / "faust" / name
     datadir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
+    request_timeout_ms = max(settings.kafka_request_timeout_ms, settings.kafka_session_timeout_ms)
     return faust.App(
         name,
         broker=f"{register(settings.kafka_fetch_max_wait_ms)}://{bootstrap_servers}",
@@ -189,8 +190,7 @@ def faust_app(name: str, bootstrap_servers: str, settings: Settings) -> faust.Ap
         broker_session_timeout=settings.kafka_session_timeout_ms / 1000,
         broker_heartbeat_interval=settings.kafka_heartbeat_interval_ms / 1000,
         broker_rebalance_timeout=settings.kafka_session_timeout_ms / 1000,
-        broker_request_timeout=max(settings.kafka_request_timeout_ms, settings.kafka_session_timeout_ms)
-        / 1000,
+        broker_request_timeout=request_timeout_ms / 1000,
         consumer_auto_offset_reset="earliest",
         topic_allow_declare=False,
         topic_disable_leader=True,
