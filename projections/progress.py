@@ -121,8 +121,8 @@ class DeferredProgressProjection(ProgressProjection):
     two expected-completion columns, which nothing else reads, from the row's status, energising time,
     open stages, category and route and the instant of the event: a later estimate overwrites an
     earlier one completely. So it is enough to keep, per case, those inputs as they stood at the last
-    event that would have estimated, and estimate once from them (used by rebuilds; live workers
-    estimate after each such event)."""
+    event that would have estimated, and estimate once from them (used by rebuilds, once per case,
+    and by live workers, once per changed case at the end of each batch)."""
 
     def __init__(self, config: SlaConfig) -> None:
         super().__init__(config)

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -43,7 +43,7 @@ import structlog
 
 from infra.messages import CaseEventMessage
 from projections.store import SHADOW, create_schema, discard_parked_behind, load_states, write_states
-from projections.tables import CaseRows, CaseState, Outcome, Projection, all_tables
+from projections.tables import CaseState, Outcome, Projection, all_tables, replaying, settle
 
 log = structlog.get_logger("yekuo.rebuild")
 
@@ -83,32 +83,14 @@ class Workers:
         return self.jobs or default_jobs()
 
 
-class Settling(Projection, Protocol):
-    """A projection's stand-in for replays whose rows are complete once ``settle`` ran for the case."""
-
-    def settle(self, case_id: UUID, rows: CaseRows) -> None: ...
-
-
-def replaying(projection: Projection) -> Projection:
-    """The projection's replay stand-in when it offers one, else the projection itself."""
-    make: Callable[[], Projection] | None = getattr(projection, "replaying", None)
-    return make() if make is not None else projection
-
-
-def settle(
+def settle_all(
     projections: Sequence[Projection], states: dict[str, dict[UUID, CaseState]], cases: Iterable[UUID]
 ) -> None:
     """Finish the deferred work of ``cases`` in every projection that defers some."""
     case_ids = list(cases)
     for projection in projections:
-        finish: Callable[[UUID, CaseRows], None] | None = getattr(projection, "settle", None)
-        if finish is None:
-            continue
         rows_of = states[projection.name]
-        for case_id in case_ids:
-            state = rows_of.get(case_id)
-            if state is not None:
-                finish(case_id, state.rows)
+        settle(projection, {case_id: rows_of[case_id] for case_id in case_ids if case_id in rows_of})
 
 
 @dataclass(frozen=True)
@@ -152,7 +134,7 @@ def rebuild(
         events, case_count = _rebuild_in_workers(originals, workers, target, progress)
     else:
         events = _apply(projections, states, read_log(0, target), progress=progress, of=target)
-        settle(projections, states, {case_id for cases in states.values() for case_id in cases})
+        settle_all(projections, states, {case_id for cases in states.values() for case_id in cases})
         with conn.transaction():
             _write(conn, projections, states)
         case_count = max((len(s) for s in states.values()), default=0)
@@ -171,7 +153,7 @@ def rebuild(
         else:
             events += _apply(projections, states, read_log(target, final), touched)
             case_count = max((len(s) for s in states.values()), default=0)
-        settle(projections, states, touched)
+        settle_all(projections, states, touched)
         for projection in projections:
             cases_of = states[projection.name]
             write_states(conn, projection, {case_id: cases_of[case_id] for case_id in touched}, SHADOW)
@@ -281,7 +263,7 @@ def _flush(
 ) -> int:
     """Settle and COPY every case held but ``keep`` (the case being read, maybe not complete yet)."""
     complete = [case_id for case_id in states[projections[0].name] if case_id != keep]
-    settle(projections, states, complete)
+    settle_all(projections, states, complete)
     for projection in projections:
         held = states[projection.name]
         write_states(

@@ -178,8 +178,8 @@ class DeferredSlaProjection:
       state no longer changes and its row stays as that event left it.
 
     So it is enough to remember, per clock, the instant (and the configuration) of the last event that
-    would have evaluated it, and evaluate once. Used by rebuilds; live workers apply per batch with
-    ``SlaProjection.apply``.
+    would have evaluated it, and evaluate once. Used by rebuilds (once per case) and by live workers
+    (``apply_delivered``: once per changed case at the end of each batch).
     """
 
     def __init__(self, projection: SlaProjection) -> None:

@@ -25,7 +25,16 @@ import psycopg
 import structlog
 
 from infra.messages import CaseEventMessage
-from projections.tables import CaseState, Outcome, Projection, Table, all_tables, versions_table
+from projections.tables import (
+    CaseState,
+    Outcome,
+    Projection,
+    Table,
+    all_tables,
+    replaying,
+    settle,
+    versions_table,
+)
 
 log = structlog.get_logger("yekuo.read_models")
 
@@ -278,12 +287,15 @@ def apply_delivered(
     """Apply ``delivered`` to every projection inside the caller's transaction, each event only as its
     case's next version: repeats are skipped, an event after a gap is parked (``parked_events``) and
     applied as soon as the missing versions arrive, an event contradicting its case is returned as a
-    dead letter. Returns (events applied, dead letters)."""
+    dead letter. Each projection applies the batch through its replay stand-in (``replaying``) and settles
+    each changed case once before writing it (an SLA clock is evaluated once per batch, not per event).
+    Returns (events applied, dead letters)."""
     case_ids = list(dict.fromkeys(d.message.case_id for d in delivered))
     applied = 0
     dead: dict[tuple[str, int, int], Rejected] = {}
     failed_at = _now(conn)
     for projection in projections:
+        replay = replaying(projection)  # the batch's events applied, then each changed case settled once
         states = load_states(conn, projection, case_ids)
         parked = _load_parked(conn, projection, case_ids)
         had_parked = set(parked)
@@ -291,7 +303,7 @@ def apply_delivered(
 
         def take(item: Delivered, state: CaseState, pending: dict[int, _Parked]) -> None:
             nonlocal applied
-            verdict = state.apply(projection, item.message)  # noqa: B023 - used within the iteration
+            verdict = state.apply(replay, item.message)  # noqa: B023 - used within the iteration
             if verdict.outcome is Outcome.APPLIED:
                 changed[item.message.case_id] = state  # noqa: B023
                 applied += 1
@@ -313,6 +325,7 @@ def apply_delivered(
                     break
                 waiting = pending.pop(version)
                 take(waiting.item, state, pending)
+        settle(replay, changed)
         write_states(conn, projection, changed)
         _write_parked(
             conn, projection, consumer_group, {c: p for c, p in parked.items() if p or c in had_parked}

@@ -11,10 +11,11 @@ processing by construction — and the tests check it.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
+from uuid import UUID
 
 from infra.messages import CaseEventMessage
 
@@ -77,6 +78,23 @@ class Projection(Protocol):
 
     def apply(self, rows: CaseRows, event: CaseEventMessage) -> None:
         """Change ``rows`` (one case's rows, mutated in place) for ``event``."""
+
+
+def replaying(projection: Projection) -> Projection:
+    """The projection's replay stand-in when it offers one (``replaying()``: the same rows, some work
+    deferred until ``settle``), else the projection itself."""
+    make: Callable[[], Projection] | None = getattr(projection, "replaying", None)
+    return make() if make is not None else projection
+
+
+def settle(projection: Projection, states: Mapping[UUID, CaseState]) -> None:
+    """Finish the deferred work of a replay stand-in (``replaying``) for the cases of ``states``, so that
+    their rows are the rows ``apply`` event by event gives."""
+    finish: Callable[[UUID, CaseRows], None] | None = getattr(projection, "settle", None)
+    if finish is None:
+        return
+    for case_id, state in states.items():
+        finish(case_id, state.rows)
 
 
 class Outcome(Enum):

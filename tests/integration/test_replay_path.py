@@ -41,6 +41,7 @@ from infra.sla_config import sla_config
 from projections import registry
 from projections.rebuild import RebuildReport, Workers, rebuild
 from projections.sla_reports import compare
+from projections.store import apply_events
 from projections.tables import CaseRows, Projection, Table, all_tables
 
 START = datetime(2025, 9, 1, 1, 0, tzinfo=UTC)
@@ -225,6 +226,34 @@ def test_a_rebuild_evaluating_each_clock_once_gives_the_rows_of_one_evaluation_p
     assert any(row[stopped] is None and "BREACH" in row[levels] for row in clocks.values())
     assert any(row[stopped] is not None and "BREACH" in row[levels] for row in clocks.values())
     assert deferred["sla_crossings"]
+
+
+def test_a_live_worker_settling_each_case_once_per_batch_gives_the_rows_of_one_evaluation_per_event(
+    clocked_app: CaseApplication, fresh_database_url: str
+) -> None:
+    """Live workers apply a batch of events with the replay stand-ins and settle each changed case once
+    at the batch's end (``apply_delivered``); batches of 7 split cases' histories across batches."""
+    event_by_event = rebuilt_rows(
+        fresh_database_url, clocked_app, [EventByEvent(p) for p in registry.select()]
+    )
+    projections = registry.select()
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        for table in [t for p in projections for t in all_tables(p)]:
+            conn.execute(f"TRUNCATE {table.name}")
+        messages = [m for batch, _ in CaseEventLog(clocked_app).read_all() for m in batch]
+        applied = 0
+        for start in range(0, len(messages), 7):
+            with conn.transaction():
+                applied += apply_events(conn, projections, messages[start : start + 7])
+        per_batch = {
+            t.name: sorted(conn.execute(f"SELECT * FROM {t.name}").fetchall(), key=repr)  # noqa: S608
+            for p in projections
+            for t in all_tables(p)
+        }
+
+    assert applied == len(messages) * len(projections)
+    assert per_batch == event_by_event
+    assert per_batch["sla_clocks"] and per_batch["case_progress"]
 
 
 def add_generated_cases(app: CaseApplication, count: int) -> None:
