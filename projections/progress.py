@@ -106,8 +106,8 @@ class ProgressProjection:
         _estimate(self.config, row, now)
 
     def replaying(self) -> DeferredProgressProjection:
-        """This projection for a replay of whole histories (rebuild): the same rows, the expected
-        completion estimated once per case instead of after every event that can change it."""
+        """This projection for a replay (a rebuild, a live worker's batch): the same rows, the expected
+        completion estimated once per case at ``settle`` instead of after every event that can change it."""
         return DeferredProgressProjection(self.config)
 
 

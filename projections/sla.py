@@ -162,8 +162,8 @@ class SlaProjection:
         return state, running
 
     def replaying(self) -> DeferredSlaProjection:
-        """This projection for a replay of whole histories (rebuild): the same rows, each clock evaluated
-        once at the end instead of after every event of its case."""
+        """This projection for a replay (a rebuild, a live worker's batch): the same rows, each clock
+        evaluated once at ``settle`` instead of after every event of its case."""
         return DeferredSlaProjection(self)
 
 

@@ -10,9 +10,9 @@ COPYing them in its own transaction, the catch-up and swap in the caller) must g
 rows, row for row, also when the log grows while the workers run.
 
 A rebuild also evaluates each SLA clock once per case (``SlaProjection.replaying``) and estimates each
-case's expected completion once (``ProgressProjection.replaying``) instead of after every event as live
-workers do: on a history with running, paused, breached and answered-after-breach clocks, cases finished
-and cases stopped mid-route, it must give the rows of the event-by-event projections.
+case's expected completion once (``ProgressProjection.replaying``) instead of after every event; live
+workers do the same once per batch. On a history with running, paused, breached and answered-after-breach clocks, cases finished
+and cases stopped mid-route, both must give the rows of the event-by-event projections.
 """
 
 from __future__ import annotations
