@@ -67,8 +67,11 @@ case "$cmd" in
         ensure_venv
         ensure_node_modules
         ensure_chromium
+        # Two pytest processes, each with its own PostgreSQL and broker: most integration tests wait on
+        # restarts and timeouts, so two halve the wall time even on two cores. YEKUO_TEST_WORKERS=0 runs
+        # in one process; arguments after `test` still go to pytest (`-n 0` works too).
         set +e
-        "$VENV/bin/python" -m pytest "$@"
+        "$VENV/bin/python" -m pytest -n "${YEKUO_TEST_WORKERS:-2}" --dist worksteal "$@"
         rc=$?
         set -e
         if [ "$rc" -eq 5 ]; then
