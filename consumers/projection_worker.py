@@ -1,6 +1,8 @@
 """Projection worker (faust): case events from Kafka → read models in PostgreSQL, in batches.
 
-Each batch (``take_events``) is decoded; undecodable messages become dead letters. The batch's effects,
+Each batch (``take_events``) goes as raw records to the worker's read-model process (``ReadModelProcess``),
+a child that decodes and applies it, so that faust's fetching in this process and the decoding and
+applying in the child use both cores. Undecodable messages become dead letters. The batch's effects,
 its partitions' next offsets and its dead letters commit in one PostgreSQL transaction
 (``projections.store.apply_batch``); faust acknowledges the messages only after that, so a kill -9
 redelivers at most uncommitted batches, which the per-case version check makes harmless. An event that
@@ -15,13 +17,20 @@ The same process hands notifications to the gateways and escalates unacknowledge
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from pathlib import Path
+from typing import Any, NamedTuple, cast
 
 import faust
 import psycopg
@@ -40,6 +49,7 @@ from consumers.backoff import (
     pg_connect,
 )
 from consumers.notifier import NotificationNotDeliveredError, Notifier
+from infra.log_setup import configure_logging
 from infra.messages import INCARNATION_HEADER, CaseEventMessage, DeadLetter
 from infra.settings import CASE_EVENTS_DLQ_TOPIC, CASE_EVENTS_TOPIC, Settings
 from projections.store import Delivered, Rejected, apply_batch, batch_positions, create_schema, table_exists
@@ -287,6 +297,164 @@ def decode(
         )
 
 
+class Received(NamedTuple):
+    """A record as faust delivered it, in the form sent to the read-model process."""
+
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    incarnation: str
+
+
+@dataclass
+class BatchOutcome:
+    """What the read-model process did with a batch: partitions to rewind, dead letters to publish, and
+    the last applied event (for the log line), if any."""
+
+    rewind: dict[tuple[str, int], int]
+    failed: list[Rejected]
+    applied: dict[str, Any] | None
+
+
+def project_batch(applier: BatchApplier, records: Sequence[Received]) -> BatchOutcome:
+    """Decode, admit and commit one received batch (in the read-model process)."""
+    delivered: list[Delivered] = []
+    rejected: list[Rejected] = []
+    for record in records:
+        item = decode(*record)
+        if isinstance(item, Delivered):
+            delivered.append(item)
+        else:
+            rejected.append(item)
+    admission = applier.admit(delivered, rejected)
+    if not admission.delivered and not admission.rejected and not admission.passed:
+        return BatchOutcome(admission.rewind, [], None)
+    failed = applier.apply(admission.delivered, admission.rejected, admission.passed)
+    applied = None
+    if admission.delivered:
+        last = admission.delivered[-1]
+        applied = {
+            "size": len(admission.delivered),
+            "topic": last.topic,
+            "partitions": sorted({d.partition for d in admission.delivered}),
+            "partition": last.partition,
+            "offset": last.offset,
+            "case_id": str(last.message.case_id),
+        }
+    return BatchOutcome(admission.rewind, failed, applied)
+
+
+_child_applier: BatchApplier | None = None
+"""The read-model process's applier, made by ``_start_read_model_process``."""
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _start_read_model_process(
+    database_url: str,
+    projections: Sequence[Projection],
+    group: str,
+    state_dir: Path | None,
+    health_name: str,
+    log_level: str,
+    log_json: bool | None,
+    parent: int,
+) -> None:
+    """Initializer of the read-model process: die with the worker, leave shutdown to it, log like it,
+    and keep a readiness file of its own (a database outage is waited out here)."""
+    if sys.platform == "linux":  # a worker killed with -9 must not leave a child committing batches
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the worker died before the line above took effect
+        os._exit(1)
+    # Ctrl-C and SIGTERM reach the whole process group; the worker finishes the batch and shuts us down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    configure_logging(log_level, log_json)
+    health = Health(state_dir, health_name)
+    health.write()
+
+    def beat() -> None:
+        while True:
+            time.sleep(STALE_AFTER / 4)
+            health.write()
+
+    threading.Thread(target=beat, name="health", daemon=True).start()
+    global _child_applier  # one applier per process, made once by the pool
+    _child_applier = BatchApplier(database_url, projections, group, health)
+
+
+def _project_in_child(records: list[Received]) -> BatchOutcome:
+    if _child_applier is None:
+        raise RuntimeError("the read-model process was started without its initializer")
+    return project_batch(_child_applier, records)
+
+
+class ReadModelProcess:
+    """读模型进程 The worker's child process that decodes and applies its batches.
+
+    A faust worker spends about as long fetching and decoding records as applying them, and both on one
+    interpreter (threads share the GIL); a child process gives the applying a core of its own while
+    faust fetches the next batch. The child dies with the worker (``PR_SET_PDEATHSIG``); when it dies
+    alone, the pool is made again and the batch sent again (the per-partition positions make that
+    harmless). Its readiness file is ``worker-<group>-<pid>-read-models``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        database_url: str,
+        projections: Sequence[Projection],
+        group: str,
+        health: Health,
+    ) -> None:
+        self.health_name = f"{health.process}-read-models"
+        self.state_dir = settings.state_dir
+        self._initargs = (
+            database_url,
+            list(projections),
+            group,
+            settings.state_dir,
+            self.health_name,
+            settings.log_level,
+            settings.log_json,
+            os.getpid(),
+        )
+        self.outage = Outage(f"projection worker {group}", "read-model process", health)
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),  # no copy of faust's threads and sockets
+            initializer=_start_read_model_process,
+            initargs=self._initargs,
+        )
+        pool.submit(int).result()  # started now, from this thread (the death signal follows its parent)
+        return pool
+
+    async def project(self, records: list[Received]) -> BatchOutcome:
+        """The batch applied by the child; waits out the child's deaths (nothing is acknowledged
+        meanwhile)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                outcome = await loop.run_in_executor(self._pool, _project_in_child, records)
+            except BrokenProcessPool as error:
+                log.warning("read-model process died; starting it again", error=repr(error))
+                self._pool.shutdown(wait=False)
+                await asyncio.sleep(self.outage.failed(error))
+                self._pool = self._new_pool()
+                continue
+            self.outage.recovered()
+            return outcome
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        Health(self.state_dir, self.health_name).remove()
+
+
 def header(headers: Any, name: str) -> str:
     items = headers.items() if isinstance(headers, dict) else (headers or ())
     for key, value in items:
@@ -300,13 +468,11 @@ class ProjectionWorker:
     """A built worker: its faust app, and what to close after the app stopped."""
 
     app: faust.App
-    applier: BatchApplier
-    executor: ThreadPoolExecutor
+    read_models: ReadModelProcess
     notifier: Notifier | None
 
     def close(self) -> None:
-        self.executor.shutdown(wait=True)
-        self.applier.close()
+        self.read_models.close()
         if self.notifier is not None:
             self.notifier.close()
 
@@ -335,8 +501,7 @@ def build_worker(
     source = app.topic(CASE_EVENTS_TOPIC, key_serializer="raw", value_serializer="raw")
     dead_letters = app.topic(CASE_EVENTS_DLQ_TOPIC, key_serializer="raw", value_serializer="raw")
     health = Health(settings.state_dir, f"worker-{group}-{os.getpid()}")
-    applier = BatchApplier(database_url, projections, group, health)
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-models")
+    read_models = ReadModelProcess(settings, database_url, projections, group, health)
     dlq_broker = Outage(f"projection worker {group} dead letters", "kafka", health)
     dlq_limit = app.conf.producer_max_request_size
     rewinds: dict[tuple[str, int], tuple[int, float]] = {}
@@ -384,32 +549,20 @@ def build_worker(
 
     @app.agent(source, name=f"{group}-project")
     async def project(stream: faust.StreamT[bytes]) -> None:
-        loop = asyncio.get_running_loop()
         # faust hands an agent a Stream; its StreamT interface lacks take_events
         async for events in cast("faust.Stream[bytes]", stream).take_events(
             settings.projection_batch_size, within=settings.projection_batch_seconds
         ):
-            delivered: list[Delivered] = []
-            rejected: list[Rejected] = []
-            for event in events:
-                m = event.message
-                item = decode(
+            records = [
+                Received(
                     m.value, m.topic, m.partition, m.offset, m.key, header(m.headers, INCARNATION_HEADER)
                 )
-                if isinstance(item, Delivered):
-                    delivered.append(item)
-                else:
-                    rejected.append(item)
-            admission = await loop.run_in_executor(executor, applier.admit, delivered, rejected)
-            if admission.rewind:
-                await rewind(admission.rewind)
-            delivered, rejected = admission.delivered, admission.rejected
-            if not delivered and not rejected and not admission.passed:
-                continue
-            failed = await loop.run_in_executor(
-                executor, applier.apply, delivered, rejected, admission.passed
-            )
-            for dead in failed:
+                for m in (event.message for event in events)
+            ]
+            outcome = await read_models.project(records)
+            if outcome.rewind:
+                await rewind(outcome.rewind)
+            for dead in outcome.failed:
                 log.warning(
                     "dead letter",
                     topic=dead.topic,
@@ -419,17 +572,8 @@ def build_worker(
                     reason=dead.reason[:500],
                 )
                 await publish_dead_letter(dead)
-            if delivered:
-                last = delivered[-1]
-                log.info(
-                    "batch applied",
-                    size=len(delivered),
-                    topic=last.topic,
-                    partitions=sorted({d.partition for d in delivered}),
-                    partition=last.partition,
-                    offset=last.offset,
-                    case_id=str(last.message.case_id),
-                )
+            if outcome.applied is not None:
+                log.info("batch applied", **outcome.applied)
 
     notifier = Notifier(settings, database_url, bootstrap_servers) if timers else None
     if notifier is not None:
@@ -465,4 +609,4 @@ def build_worker(
     async def heartbeat() -> None:
         health.write()
 
-    return ProjectionWorker(app, applier, executor, notifier)
+    return ProjectionWorker(app, read_models, notifier)

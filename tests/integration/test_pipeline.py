@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psutil
 import psycopg
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -401,6 +402,48 @@ def test_kill_9_of_relay_and_worker_mid_stream_loses_and_doubles_nothing(pipelin
     # the delivery ledger committed sends that batch again, same ids. Two kills: at most two batches again.
     repeated = sum(count - 1 for count in sends.values())
     assert repeated <= 2 * DISPATCH_BATCH and max(sends.values()) <= 3, sends.most_common(3)
+
+
+def read_model_process(worker: subprocess.Popen[bytes]) -> psutil.Process:
+    """The worker's child that applies its batches (consumers.projection_worker.ReadModelProcess)."""
+    found: list[psutil.Process] = []
+
+    def started() -> bool:
+        found[:] = [
+            child
+            for child in psutil.Process(worker.pid).children()
+            if "spawn_main" in " ".join(child.cmdline())
+        ]
+        return len(found) == 1
+
+    wait_for(started, "the worker's read-model process")
+    return found[0]
+
+
+def test_a_read_model_process_killed_alone_is_started_again_and_one_killed_with_its_worker_goes_too(
+    pipeline: Pipeline,
+) -> None:
+    finals = pipeline.walk(80, "YK-R")  # ~2 000 events
+    worker = pipeline.start("worker", log_name="worker")
+    first = read_model_process(worker)
+    relay = pipeline.start("relay", log_name="relay")
+    wait_for(lambda: len(applied_versions(pipeline.database_url)) > 0, "the worker's first batches")
+    first.kill()  # mid-stream: the batch it held is sent again to a new read-model process
+    first.wait(timeout=10)
+
+    wait_for(caught_up(pipeline.database_url, finals), "every case after the read-model process died")
+    assert "read-model process died; starting it again" in pipeline.log_of("worker")
+    second = read_model_process(worker)
+    assert second.pid != first.pid
+    assert worker.poll() is None
+    relay.terminate()
+    relay.wait(timeout=20)
+    assert_live_rows_equal_a_rebuild(pipeline)
+
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    _, alive = psutil.wait_procs([second], timeout=10)
+    assert not alive, "the read-model process outlived its worker's kill -9"
 
 
 def lose_the_broker_and_republish(pipeline: Pipeline, prefix: str, *, in_flight_batch_lands: bool) -> None:
