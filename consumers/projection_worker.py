@@ -2,7 +2,8 @@
 
 Each batch (``take_events``) goes as raw records to the worker's read-model process (``ReadModelProcess``),
 a child that decodes and applies it, so that faust's fetching in this process and the decoding and
-applying in the child use both cores. Undecodable messages become dead letters. The batch's effects,
+applying in the child use both cores; two batches are in flight, so the child never waits for this
+process. Undecodable messages become dead letters. The batch's effects,
 its partitions' next offsets and its dead letters commit in one PostgreSQL transaction
 (``projections.store.apply_batch``); faust acknowledges the messages only after that, so a kill -9
 redelivers at most uncommitted batches, which the per-case version check makes harmless. An event that
@@ -24,7 +25,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -423,29 +425,37 @@ class ReadModelProcess:
         )
         self.outage = Outage(f"projection worker {group}", "read-model process", health)
         self._pool = self._new_pool()
+        self._pool.submit(int).result()  # started and ready before the worker joins its group
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(
+        """A pool of one child. It is started by the first submit, from the submitting thread: this
+        process's main thread, whose end the child's death signal follows."""
+        return ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),  # no copy of faust's threads and sockets
             initializer=_start_read_model_process,
             initargs=self._initargs,
         )
-        pool.submit(int).result()  # started now, from this thread (the death signal follows its parent)
-        return pool
 
-    async def project(self, records: list[Received]) -> BatchOutcome:
+    async def project(
+        self, records: list[Received], after: asyncio.Future[Any] | None = None
+    ) -> BatchOutcome:
         """The batch applied by the child; waits out the child's deaths (nothing is acknowledged
-        meanwhile)."""
+        meanwhile). ``after``: the batch sent before this one, which a batch sent again waits for, so
+        that batches reach a new child in the order they were received."""
         loop = asyncio.get_running_loop()
         while True:
+            pool = self._pool
             try:
-                outcome = await loop.run_in_executor(self._pool, _project_in_child, records)
+                outcome = await loop.run_in_executor(pool, _project_in_child, records)
             except BrokenProcessPool as error:
-                log.warning("read-model process died; starting it again", error=repr(error))
-                self._pool.shutdown(wait=False)
-                await asyncio.sleep(self.outage.failed(error))
-                self._pool = self._new_pool()
+                if pool is self._pool:  # the first of the batches in flight to notice
+                    log.warning("read-model process died; starting it again", error=repr(error))
+                    pool.shutdown(wait=False)
+                    self._pool = self._new_pool()
+                    await asyncio.sleep(self.outage.failed(error))
+                if after is not None:
+                    await asyncio.wait([after])
                 continue
             self.outage.recovered()
             return outcome
@@ -547,33 +557,61 @@ def build_worker(
             rewinds[(topic, partition)] = (offset, now)
             await app.consumer.seek(TP(topic, partition), offset)
 
+    async def finish(
+        events: Sequence[faust.EventT[bytes]],
+        batch: Awaitable[BatchOutcome],
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        """A batch's outcome acted on after the batch before it: rewinds, dead letters, then the
+        acknowledgement of its messages (the commit is done by then)."""
+        outcome = await batch
+        if previous is not None:
+            await previous
+        if outcome.rewind:
+            await rewind(outcome.rewind)
+        for dead in outcome.failed:
+            log.warning(
+                "dead letter",
+                topic=dead.topic,
+                partition=dead.partition,
+                offset=dead.offset,
+                case_id=dead.key,
+                reason=dead.reason[:500],
+            )
+            await publish_dead_letter(dead)
+        if outcome.applied is not None:
+            log.info("batch applied", **outcome.applied)
+        for event in events:
+            event.ack()  # the reference taken when the batch was received: faust may commit past it now
+
     @app.agent(source, name=f"{group}-project")
     async def project(stream: faust.StreamT[bytes]) -> None:
-        # faust hands an agent a Stream; its StreamT interface lacks take_events
-        async for events in cast("faust.Stream[bytes]", stream).take_events(
-            settings.projection_batch_size, within=settings.projection_batch_seconds
-        ):
-            records = [
-                Received(
-                    m.value, m.topic, m.partition, m.offset, m.key, header(m.headers, INCARNATION_HEADER)
-                )
-                for m in (event.message for event in events)
-            ]
-            outcome = await read_models.project(records)
-            if outcome.rewind:
-                await rewind(outcome.rewind)
-            for dead in outcome.failed:
-                log.warning(
-                    "dead letter",
-                    topic=dead.topic,
-                    partition=dead.partition,
-                    offset=dead.offset,
-                    case_id=dead.key,
-                    reason=dead.reason[:500],
-                )
-                await publish_dead_letter(dead)
-            if outcome.applied is not None:
-                log.info("batch applied", **outcome.applied)
+        # Two batches in flight: while the read-model process applies one, the next waits in its queue
+        # and faust gathers a third, so the child never waits for this process. take_events acknowledges
+        # a batch as soon as the next is asked for; an extra reference on each message holds that back
+        # until ``finish`` (faust acknowledges a message when its last reference goes).
+        in_flight: deque[asyncio.Task[None]] = deque()
+        try:
+            # faust hands an agent a Stream; its StreamT interface lacks take_events
+            async for events in cast("faust.Stream[bytes]", stream).take_events(
+                settings.projection_batch_size, within=settings.projection_batch_seconds
+            ):
+                for event in events:
+                    event.message.incref()
+                records = [
+                    Received(
+                        m.value, m.topic, m.partition, m.offset, m.key, header(m.headers, INCARNATION_HEADER)
+                    )
+                    for m in (event.message for event in events)
+                ]
+                while len(in_flight) >= 2:
+                    await in_flight.popleft()
+                previous = in_flight[-1] if in_flight else None
+                batch = read_models.project(records, after=previous)
+                in_flight.append(asyncio.create_task(finish(list(events), batch, previous)))
+        finally:
+            for task in in_flight:  # unacknowledged: delivered again after a restart or rebalance
+                task.cancel()
 
     notifier = Notifier(settings, database_url, bootstrap_servers) if timers else None
     if notifier is not None:
